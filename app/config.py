@@ -1,0 +1,83 @@
+"""Settings, read once from `FACESRV_*` environment variables.
+
+Every knob has an embedded default so that `facesrv serve` works on a fresh machine with no
+configuration: a SQLite file under ./data, CPU inference, 127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"FACESRV_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    return _env(name, "1" if default else "0").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in _env(name, "").split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    redis_url: str | None
+    host: str
+    port: int
+    workers: int
+    default_rate_limit: str
+    default_quota: str
+    models_dir: Path
+    model_manifest: Path
+    url_allowlist: tuple[str, ...]
+    keep_images: bool
+    async_threshold: int
+    exact_index_max: int
+    log_level: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("DATA_DIR", "./data")).resolve()
+        redis_url = _env("REDIS_URL", "") or None
+        return cls(
+            data_dir=data_dir,
+            database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'facesrv.db'}"),
+            redis_url=redis_url,
+            host=_env("HOST", "127.0.0.1"),
+            port=_env_int("PORT", 8000),
+            workers=_env_int("WORKERS", 1),
+            default_rate_limit=_env("DEFAULT_RATE_LIMIT", "50q/10s"),
+            default_quota=_env(
+                "DEFAULT_QUOTA",
+                "groups=10,persons=80,facesets=15,persons_per_group=30,"
+                "faces_per_person=10,faces_per_faceset=50",
+            ),
+            models_dir=Path(_env("MODELS_DIR", str(data_dir / "models"))).resolve(),
+            model_manifest=Path(
+                _env("MODEL_MANIFEST", str(REPO_ROOT / "models" / "manifest.json"))
+            ).resolve(),
+            url_allowlist=_env_list("URL_ALLOWLIST"),
+            keep_images=_env_bool("KEEP_IMAGES", False),
+            async_threshold=_env_int("ASYNC_THRESHOLD", 0),
+            exact_index_max=_env_int("EXACT_INDEX_MAX", 50_000),
+            log_level=_env("LOG_LEVEL", "info"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing env."""
+    return Settings.from_env()

@@ -1,0 +1,235 @@
+"""The entity store: typed SQLAlchemy 2 models.
+
+Public ids are 32 lowercase hex characters (the seed's shape) and live beside integer primary keys,
+which keep joins, foreign keys and the vector index compact. Every entity row carries its
+`account_id`: accounts are tenants, and every query the services run is scoped by it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every stored time is UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def new_public_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    api_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_salt: Mapped[str] = mapped_column(String(32))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    rate_limit: Mapped[str] = mapped_column(String(32))
+    quota_groups: Mapped[int] = mapped_column(Integer)
+    quota_persons: Mapped[int] = mapped_column(Integer)
+    quota_facesets: Mapped[int] = mapped_column(Integer)
+    quota_persons_per_group: Mapped[int] = mapped_column(Integer)
+    quota_faces_per_person: Mapped[int] = mapped_column(Integer)
+    quota_faces_per_faceset: Mapped[int] = mapped_column(Integer)
+    # None means every endpoint; otherwise a list of paths such as ["/info/api", "/face/detection"].
+    allowed_endpoints: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RateWindow(Base):
+    """Calls counted per account and fixed window, shared by every worker through the database."""
+
+    __tablename__ = "rate_windows"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    exif_orientation: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Only kept when the operator turns FACESRV_KEEP_IMAGES on (to re-embed after a model change).
+    data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Person(Base):
+    __tablename__ = "persons"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Face(Base):
+    __tablename__ = "faces"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    image_id: Mapped[int | None] = mapped_column(
+        ForeignKey("images.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    # A face belongs to at most one person, so the membership is a column.
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    rect_left: Mapped[int] = mapped_column(Integer)
+    rect_top: Mapped[int] = mapped_column(Integer)
+    rect_right: Mapped[int] = mapped_column(Integer)
+    rect_bottom: Mapped[int] = mapped_column(Integer)
+    eye_dist: Mapped[int] = mapped_column(Integer)
+    landmarks21: Mapped[list[list[float]]] = mapped_column(JSON)
+    landmarks106: Mapped[list[list[float]]] = mapped_column(JSON)
+    attributes: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    emotions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, L2-normalised
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Past this a face is only valid while it belongs to a person or a faceset.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("persons.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Faceset(Base):
+    __tablename__ = "facesets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(Text)
+    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FacesetFace(Base):
+    __tablename__ = "faceset_faces"
+
+    faceset_id: Mapped[int] = mapped_column(
+        ForeignKey("facesets.id", ondelete="CASCADE"), primary_key=True
+    )
+    face_id: Mapped[int] = mapped_column(
+        ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IndexChange(Base):
+    """Append-only log of membership changes that affect matching.
+
+    Each worker's in-memory vector indexes replay this log (per account, in `seq` order) before
+    answering, so a face added by any worker is searchable everywhere as soon as the add returned.
+    Writers hold their account's row lock, so within one account commit order equals `seq` order.
+    """
+
+    __tablename__ = "index_changes"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    collection: Mapped[str] = mapped_column(String(16))  # "faceset" or "group"
+    collection_id: Mapped[int] = mapped_column(BigInteger)
+    face_id: Mapped[int] = mapped_column(BigInteger)  # 0 with op "drop": the whole collection
+    op: Mapped[str] = mapped_column(String(8))  # "add", "remove" or "drop"
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_index_changes_account_seq", "account_id", "seq"),)
+
+
+class Task(Base):
+    """An opt-in asynchronous call; kept in the store so a restart cannot lose it."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    endpoint: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # The worker process running it and its last sign of life: a task whose owner went quiet
+    # (killed, restarted) is marked failed instead of staying "processing" forever.
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

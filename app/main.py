@@ -1,0 +1,63 @@
+"""The FastAPI application: routers, error mapping and background upkeep."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.api.middleware import RequestContextMiddleware
+from app.api.responses import ApiResponse
+from app.api.routes import info
+from app.errors import ApiError
+
+HTTP_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHORIZED",
+    403: "NO_PERMISSION",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "REQUEST_ENTITY_TOO_LARGE",
+}
+
+
+async def api_error_handler(_request: Request, error: Exception) -> ApiResponse:
+    assert isinstance(error, ApiError)
+    return ApiResponse(error.body(), status_code=error.http_status)
+
+
+async def http_error_handler(_request: Request, error: Exception) -> ApiResponse:
+    assert isinstance(error, StarletteHTTPException)
+    status = HTTP_STATUS_NAMES.get(error.status_code, "INTERNAL_ERROR")
+    reason = {404: "no such API", 405: "method not allowed"}.get(error.status_code)
+    body = {"status": status, **({"reason": reason} if reason else {})}
+    return ApiResponse(body, status_code=error.status_code, headers=error.headers)
+
+
+async def validation_error_handler(_request: Request, error: Exception) -> ApiResponse:
+    return ApiResponse({"status": "INVALID_ARGUMENT", "reason": str(error)}, status_code=400)
+
+
+@asynccontextmanager
+async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    yield
+
+
+def create_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = FastAPI(
+        title="facesrv",
+        summary="SenseTime v1 compatible face recognition server",
+        default_response_class=ApiResponse,
+        lifespan=lifespan,
+    )
+    app.add_exception_handler(ApiError, api_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_middleware(RequestContextMiddleware)
+    app.include_router(info.router)
+    return app

@@ -1,0 +1,118 @@
+"""Accounts: creation, credentials, quotas and their usage.
+
+API secrets are 128-bit random values, so a salted SHA-256 is as strong as a slow password hash
+against offline guessing while costing microseconds per request; comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from app.db.models import Account, Faceset, Group, Person
+
+QUOTA_NAMES = (
+    "groups",
+    "persons",
+    "facesets",
+    "persons_per_group",
+    "faces_per_person",
+    "faces_per_faceset",
+)
+RATE_LIMIT_RE = re.compile(r"^(\d+)q/(\d+)s$")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    calls: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = RATE_LIMIT_RE.match(text.strip())
+        if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
+            raise ValueError(f"rate limit {text!r} is not of the form 50q/10s")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+
+def parse_quota(text: str, base: dict[str, int] | None = None) -> dict[str, int]:
+    """`groups=10,persons=80` on top of `base`; unknown names or bad numbers are refused."""
+    quota = dict(base or {})
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in QUOTA_NAMES or not value.strip().isdigit():
+            raise ValueError(f"quota item {item!r}: expected NAME=NUMBER, NAME one of {QUOTA_NAMES}")
+        quota[name] = int(value)
+    return quota
+
+
+def hash_secret(salt: str, secret: str) -> str:
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+def secret_matches(account: Account, secret: str) -> bool:
+    return hmac.compare_digest(hash_secret(account.secret_salt, secret), account.secret_hash)
+
+
+def create_account(
+    session: Session,
+    *,
+    name: str,
+    rate_limit: str,
+    quota: dict[str, int],
+    expires_at: datetime | None = None,
+    allowed_endpoints: list[str] | None = None,
+) -> tuple[Account, str]:
+    """Create an account; returns it with its secret, which is never stored in clear."""
+    RateLimit.parse(rate_limit)
+    missing = set(QUOTA_NAMES) - set(quota)
+    if missing:
+        raise ValueError(f"quota lacks {sorted(missing)}")
+    secret = secrets.token_hex(16)
+    salt = secrets.token_hex(16)
+    account = Account(
+        name=name,
+        secret_salt=salt,
+        secret_hash=hash_secret(salt, secret),
+        rate_limit=rate_limit,
+        expires_at=expires_at,
+        allowed_endpoints=allowed_endpoints,
+        **{f"quota_{key}": value for key, value in quota.items()},
+    )
+    session.add(account)
+    session.flush()
+    return account, secret
+
+
+def find_account(session: Session, api_id: str) -> Account | None:
+    return session.scalar(select(Account).where(Account.api_id == api_id))
+
+
+def lock_account(session: Session, account_id: int) -> None:
+    """Serialise this account's writers for the rest of the transaction.
+
+    Must be the first statement of a write transaction: on PostgreSQL it takes the row lock that
+    makes quota checks race-free, on SQLite it takes the database write lock before any read.
+    """
+    session.execute(update(Account).where(Account.id == account_id).values(id=Account.id))
+
+
+def quota_of(account: Account) -> dict[str, int]:
+    return {name: getattr(account, f"quota_{name}") for name in QUOTA_NAMES}
+
+
+def usage_of(session: Session, account_id: int) -> dict[str, int]:
+    def count(model: type[Group] | type[Person] | type[Faceset]) -> int:
+        return session.scalar(
+            select(func.count()).select_from(model).where(model.account_id == account_id)
+        ) or 0
+
+    return {"groups": count(Group), "persons": count(Person), "facesets": count(Faceset)}

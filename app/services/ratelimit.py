@@ -1,0 +1,85 @@
+"""Per-account call counting in fixed windows, shared by every worker process.
+
+The count lives where all workers see it: a row per (account, window) in the database, or a
+Redis key when FACESRV_REDIS_URL is set. Failed calls count too, as the seed says.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.db.models import RateWindow
+from app.services.accounts import RateLimit
+
+
+@dataclass(frozen=True)
+class RateState:
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window restarts
+    exceeded: bool
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+def _state(limit: RateLimit, calls: int, window_start: int, now: float) -> RateState:
+    reset = max(1, math.ceil(window_start + limit.seconds - now))
+    return RateState(limit.calls, max(0, limit.calls - calls), reset, calls > limit.calls)
+
+
+class Limiter(Protocol):
+    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState: ...
+
+
+class DatabaseLimiter:
+    """Counts in the `rate_windows` table with one atomic upsert per call."""
+
+    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState:
+        now = time.time()
+        window_start = int(now // limit.seconds) * limit.seconds
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        statement = insert(RateWindow).values(
+            account_id=account_id, window_start=window_start, calls=1
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[RateWindow.account_id, RateWindow.window_start],
+            set_={"calls": RateWindow.calls + 1},
+        ).returning(RateWindow.calls)
+        calls = session.execute(statement).scalar_one()
+        return _state(limit, calls, window_start, now)
+
+
+class RedisLimiter:
+    """Counts with INCR on a key per window that expires with it."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+
+    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState:
+        now = time.time()
+        window_start = int(now // limit.seconds) * limit.seconds
+        key = f"facesrv:rate:{account_id}:{limit.seconds}:{window_start}"
+        pipe = self.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, limit.seconds + 1)
+        calls, _ = pipe.execute()
+        return _state(limit, int(calls), window_start, now)
+
+
+def purge_old_windows(session: Session, older_than_s: int = 86_400) -> None:
+    session.execute(delete(RateWindow).where(RateWindow.window_start < time.time() - older_than_s))

@@ -1,0 +1,122 @@
+"""Shared fixtures: every store-backed test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from FACESRV_TEST_POSTGRES_URL (default: the local server, database `test`);
+each test session works in a fresh database it creates and drops. When the server cannot be
+reached the PostgreSQL variants are skipped, unless FACESRV_REQUIRE_POSTGRES=1 (as in CI), which
+turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from app.api.deps import get_limiter
+from app.config import REPO_ROOT, get_settings
+from app.db.migrate import upgrade
+from app.db.session import session_scope
+from app.services.accounts import create_account, parse_quota
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+POSTGRES_URL = os.environ.get(
+    "FACESRV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+DEFAULT_QUOTA = parse_quota(get_settings().default_quota)
+# Tests keep the operator's model pack where the README's first command put it.
+os.environ.setdefault("FACESRV_MODELS_DIR", str(get_settings().models_dir))
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    admin_url = make_url(POSTGRES_URL)
+    name = f"facesrv_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # noqa: BLE001 - any connection failure means "not reachable"
+        message = f"PostgreSQL not reachable at {POSTGRES_URL}: {error}"
+        if os.environ.get("FACESRV_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield admin_url.set(database=name).render_as_string(hide_password=False)
+    from app.db.session import engine_for
+
+    engine_for.cache_clear()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'facesrv.db'}"
+
+
+_migrated: set[str] = set()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"], scope="session")
+def database_url(request: pytest.FixtureRequest) -> str:
+    url = request.getfixturevalue(f"{request.param}_url")
+    if url not in _migrated:
+        upgrade(url)
+        _migrated.add(url)
+    return url
+
+
+@pytest.fixture
+def configured(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Point the settings at the backend under test for the duration of one test."""
+    monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
+    monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
+    get_settings.cache_clear()
+    get_limiter.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
+    get_limiter.cache_clear()
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_id: str
+    api_secret: str
+
+    @property
+    def query(self) -> dict[str, str]:
+        return {"api_id": self.api_id, "api_secret": self.api_secret}
+
+
+def make_account(**overrides: object) -> Credentials:
+    options: dict = {
+        "name": "test",
+        "rate_limit": "1000q/10s",
+        "quota": dict(DEFAULT_QUOTA),
+    }
+    options.update(overrides)
+    with session_scope() as db:
+        account, secret = create_account(db, **options)
+        return Credentials(account.api_id, secret)
+
+
+@pytest.fixture
+def account(configured: str) -> Credentials:
+    return make_account()
+
+
+@pytest.fixture
+def client(configured: str) -> Iterator[TestClient]:
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
