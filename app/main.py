@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
-from app.api.routes import info
+from app.api.routes import entities, face, info
 from app.errors import ApiError
 
 HTTP_STATUS_NAMES = {
@@ -49,6 +49,7 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def create_app() -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = FastAPI(
         title="facesrv",
         summary="SenseTime v1 compatible face recognition server",
@@ -60,4 +61,6 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(info.router)
+    app.include_router(entities.router)
+    app.include_router(face.router)
     return app

@@ -49,7 +49,9 @@ def parse_quota(text: str, base: dict[str, int] | None = None) -> dict[str, int]
         name, sep, value = item.partition("=")
         name = name.strip()
         if not sep or name not in QUOTA_NAMES or not value.strip().isdigit():
-            raise ValueError(f"quota item {item!r}: expected NAME=NUMBER, NAME one of {QUOTA_NAMES}")
+            raise ValueError(
+                f"quota item {item!r}: expected NAME=NUMBER, NAME one of {QUOTA_NAMES}"
+            )
         quota[name] = int(value)
     return quota
 
@@ -111,8 +113,11 @@ def quota_of(account: Account) -> dict[str, int]:
 
 def usage_of(session: Session, account_id: int) -> dict[str, int]:
     def count(model: type[Group] | type[Person] | type[Faceset]) -> int:
-        return session.scalar(
-            select(func.count()).select_from(model).where(model.account_id == account_id)
-        ) or 0
+        return (
+            session.scalar(
+                select(func.count()).select_from(model).where(model.account_id == account_id)
+            )
+            or 0
+        )
 
     return {"groups": count(Group), "persons": count(Person), "facesets": count(Faceset)}

@@ -1,0 +1,132 @@
+"""/face/detection as a use case: get the bytes, decode, analyse, remember the image and faces."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.db.models import Account, Face, Image
+from app.errors import invalid_argument
+from app.media.decode import DecodedImage, decode_image
+from app.media.fetch import fetch_image
+from app.vision.pipeline import DetectedFace, FaceAnalyzer
+
+# Image and face ids live this long; a face in a person or faceset outlives it (see purge).
+ID_LIFETIME = timedelta(days=5)
+ROTATE_NAMES = {90: "cw90", 180: "cw180", 270: "cw270"}
+
+# The models already use every core; running two analyses at once only thrashes the caches.
+_inference_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def get_analyzer() -> FaceAnalyzer:
+    settings = get_settings()
+    return FaceAnalyzer.load(settings.model_manifest, settings.models_dir)
+
+
+@dataclass(frozen=True)
+class Detection:
+    image: Image
+    faces: list[Face]
+    rotate: str | None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    decoded: DecodedImage
+    rgb: np.ndarray  # upright, after EXIF and auto-rotation
+    turned: int  # clockwise degrees auto_rotate applied
+    faces: list[DetectedFace]
+
+
+def image_bytes(file: bytes | None, url: str | None) -> bytes:
+    """The upload, or the download of `url` under the SSRF rules (exactly one of them)."""
+    if (file is None) == (url is None):
+        raise invalid_argument("must specify 'file' or 'url' argument")
+    if file is not None:
+        return file
+    return fetch_image(url or "", allowlist=get_settings().url_allowlist)
+
+
+def _rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:
+    return np.ascontiguousarray(np.rot90(rgb, k=-(clockwise // 90)))
+
+
+def analyse(data: bytes, *, attributes: bool, auto_rotate: bool) -> Analysis:
+    """Pixels to faces, outside any database transaction (this is the slow part)."""
+    decoded = decode_image(data)
+    rgb, turned = decoded.rgb, 0
+    analyzer = get_analyzer()
+    with _inference_lock:
+        if auto_rotate:
+            turned = analyzer.upright_rotation(rgb)
+            if turned:
+                rgb = _rotate(rgb, turned)
+        faces = analyzer.analyze(rgb, attributes=attributes)
+    return Analysis(decoded, rgb, turned, faces)
+
+
+def _face_row(account_id: int, image: Image, face: DetectedFace, expires_at: datetime) -> Face:
+    left, top, right, bottom = (int(round(float(v))) for v in face.box)
+    return Face(
+        account_id=account_id,
+        image_id=image.id,
+        rect_left=left,
+        rect_top=top,
+        rect_right=right,
+        rect_bottom=bottom,
+        eye_dist=face.eye_dist,
+        landmarks21=np.round(face.landmarks21.astype(np.float64), 6).tolist(),
+        landmarks106=np.round(face.landmarks106.astype(np.float64), 6).tolist(),
+        attributes=face.attributes or None,
+        embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+        expires_at=expires_at,
+    )
+
+
+def store(
+    db: Session, account: Account, analysis: Analysis, data: bytes, user_data: str | None
+) -> Detection:
+    """Remember the image and its faces; ids expire after ID_LIFETIME."""
+    height, width = analysis.rgb.shape[:2]
+    expires_at = datetime.now(UTC) + ID_LIFETIME
+    image = Image(
+        account_id=account.id,
+        width=width,
+        height=height,
+        user_data=user_data,
+        exif_orientation=analysis.decoded.exif_orientation,
+        data=data if get_settings().keep_images else None,
+        expires_at=expires_at,
+    )
+    db.add(image)
+    db.flush()
+    rows = [_face_row(account.id, image, face, expires_at) for face in analysis.faces]
+    db.add_all(rows)
+    db.flush()
+    return Detection(image, rows, ROTATE_NAMES.get(analysis.turned))
+
+
+def find_image(db: Session, account_id: int, public_id: str | None) -> Image | None:
+    if not public_id:
+        return None
+    return db.scalar(
+        select(Image).where(
+            Image.public_id == public_id.strip().lower(),
+            Image.account_id == account_id,
+            Image.expires_at > datetime.now(UTC),
+        )
+    )
+
+
+def faces_of_image(db: Session, image_id: int) -> list[Face]:
+    """The image's faces that are still valid (unexpired, or kept alive by a membership)."""
+    return list(db.scalars(select(Face).where(Face.image_id == image_id).order_by(Face.id)))
