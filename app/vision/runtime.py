@@ -1,0 +1,37 @@
+"""ONNX Runtime session construction shared by every model class.
+
+One place decides providers and threading so that all five sessions behave alike: CUDA when the
+installed onnxruntime offers it, and no spinning idle threads (on a 2-core box, threads of one
+session spinning while the next model runs cost more than the models themselves).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import onnxruntime as ort
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+def providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it (onnxruntime-gpu), CPU always as fallback."""
+    return [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
+
+
+def create_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    # The recognition and landmark graphs declare batch 1 yet run any batch; ORT warns on every
+    # batched call, so only errors are logged.
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers())
