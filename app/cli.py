@@ -52,7 +52,9 @@ def cmd_account_list(_args: argparse.Namespace) -> int:
                         "api_id": account.api_id,
                         "name": account.name,
                         "rate_limit": account.rate_limit,
-                        "expires_at": account.expires_at.isoformat() if account.expires_at else None,
+                        "expires_at": account.expires_at.isoformat()
+                        if account.expires_at
+                        else None,
                         "disabled": account.disabled,
                         "allowed_endpoints": account.allowed_endpoints,
                     },

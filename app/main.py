@@ -12,8 +12,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
-from app.api.routes import entities, face, info
+from app.api.routes import entities, face, info, matching
 from app.errors import ApiError
+from app.services.upkeep import Upkeep
 
 HTTP_STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -44,7 +45,12 @@ async def validation_error_handler(_request: Request, error: Exception) -> ApiRe
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    yield
+    upkeep = Upkeep()
+    upkeep.start()
+    try:
+        yield
+    finally:
+        upkeep.stop()
 
 
 def create_app() -> FastAPI:
@@ -63,4 +69,5 @@ def create_app() -> FastAPI:
     app.include_router(info.router)
     app.include_router(entities.router)
     app.include_router(face.router)
+    app.include_router(matching.router)
     return app

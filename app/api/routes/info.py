@@ -10,7 +10,7 @@ from app.api.presenters import info_face, info_image
 from app.db.models import Faceset, Group, Image, Person, as_utc
 from app.db.session import session_scope
 from app.errors import bad_request
-from app.services import detection, facesets, groups, persons
+from app.services import detection, facesets, groups, persons, tasks
 from app.services.accounts import quota_of, usage_of
 from app.services.common import find_owned, listing, usable_faces
 
@@ -143,4 +143,16 @@ def info_face_endpoint(caller: CallerDep) -> dict:
     body = {"status": "OK", **info_face(face)}
     if image is not None:
         body["image"] = info_image(image)
+    return body
+
+
+@router.api_route("/info/task", methods=["GET", "POST"])
+def info_task(caller: CallerDep) -> dict:
+    with session_scope() as db:
+        task = tasks.find(db, caller.account.id, caller.params.text("task_id", required=True))
+    if task is None:
+        raise bad_request("INVALID_TASK", "invalid task_id")
+    body: dict = {"status": "OK", "task_id": task.public_id, "task_status": task.status}
+    if task.status in ("done", "failed") and task.result is not None:
+        body["result"] = task.result
     return body

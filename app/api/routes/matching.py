@@ -1,0 +1,161 @@
+"""/face/verification, /face/search, /face/identification and /face/training.
+
+Each is synchronous unless the caller sends `async=1` or the operator's work-size threshold
+(FACESRV_ASYNC_THRESHOLD faces) is crossed: real SDKs treat any 202 as a failure, so 202 is
+opt-in only. The asynchronous path runs the very same function and stores its body as `result`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter
+
+from app.api.deps import Caller, CallerDep
+from app.api.responses import ApiResponse
+from app.config import get_settings
+from app.db.models import Account
+from app.db.session import session_scope
+from app.errors import invalid_argument
+from app.services import matching, tasks
+from app.services.matching import Candidate, Verification
+
+router = APIRouter()
+
+
+def _number(confidence: float) -> float | int:
+    """The seed prints an exact match as `1`."""
+    return 1 if confidence == 1.0 else confidence
+
+
+def _respond(
+    caller: Caller, endpoint: str, args: dict, run: Callable[[Account, dict], dict], size: int = 0
+) -> dict | ApiResponse:
+    threshold = get_settings().async_threshold
+    if caller.params.flag("async") or (threshold and size > threshold):
+        account = caller.account
+        task = tasks.submit(account.id, endpoint, args, lambda: run(account, args))
+        body = {"status": "OK", "task_id": task.public_id, "task_status": "pending"}
+        return ApiResponse(body, status_code=202)
+    return run(caller.account, args)
+
+
+def _verification_body(result: Verification, other_key: str, other_id: str) -> dict:
+    return {
+        "same_person": result.same_person,
+        "confidence": _number(result.confidence),
+        "face_id": result.face_id,
+        other_key: other_id,
+        "status": "OK",
+    }
+
+
+def run_verification(account: Account, args: dict) -> dict:
+    with session_scope() as db:
+        if args.get("face2_id") is not None:
+            result = matching.verify_faces(db, account, args["face_id"], args["face2_id"])
+            return _verification_body(result, "face2_id", args["face2_id"].strip().lower())
+        result = matching.verify_person(db, account, args["face_id"], args["person_id"])
+        return _verification_body(result, "person_id", args["person_id"].strip().lower())
+
+
+@router.post("/face/verification", response_model=None)
+def face_verification(caller: CallerDep) -> dict | ApiResponse:
+    params = caller.params
+    args = {
+        "face_id": params.text("face_id", required=True),
+        "face2_id": params.text("face2_id"),
+        "person_id": params.text("person_id"),
+    }
+    if args["face2_id"] is None and args["person_id"] is None:
+        raise invalid_argument("must specify 'face2_id' or 'person_id' argument")
+    return _respond(caller, "/face/verification", args, run_verification)
+
+
+def _search_candidates(candidates: list[Candidate]) -> list[dict]:
+    return [{"face_id": c.public_id, "confidence": _number(c.confidence)} for c in candidates]
+
+
+def run_search(account: Account, args: dict) -> dict:
+    with session_scope() as db:
+        if args["faceset_id"] is not None:
+            candidates = matching.search_faceset(
+                db, account, args["face_id"], args["faceset_id"], args["top"]
+            )
+        else:
+            candidates = matching.search_faces(
+                db, account, args["face_id"], args["face_ids"], args["top"]
+            )
+        query_id = args["face_id"].strip().lower()
+    return {"candidates": _search_candidates(candidates), "face_id": query_id, "status": "OK"}
+
+
+@router.post("/face/search", response_model=None)
+def face_search(caller: CallerDep) -> dict | ApiResponse:
+    params = caller.params
+    args = {
+        "face_id": params.text("face_id", required=True),
+        "faceset_id": params.text("faceset_id"),
+        "face_ids": params.id_list("face_ids"),
+        "top": params.integer("top", default=3, lo=1, hi=10),
+    }
+    if args["faceset_id"] is None and args["face_ids"] is None:
+        raise invalid_argument("must specify 'face_ids' or 'faceset_id' argument")
+    with session_scope() as db:
+        size = matching.work_size(db, caller.account, args["faceset_id"], None)
+    return _respond(caller, "/face/search", args, run_search, size)
+
+
+def run_identification(account: Account, args: dict) -> dict:
+    with session_scope() as db:
+        candidates = matching.identify(db, account, args["face_id"], args["group_id"], args["top"])
+    return {
+        "candidates": [
+            {"person_id": c.public_id, "name": c.name, "confidence": _number(c.confidence)}
+            for c in candidates
+        ],
+        "face_id": args["face_id"].strip().lower(),
+        "group_id": args["group_id"].strip().lower(),
+        "status": "OK",
+    }
+
+
+@router.post("/face/identification", response_model=None)
+def face_identification(caller: CallerDep) -> dict | ApiResponse:
+    params = caller.params
+    args = {
+        "face_id": params.text("face_id", required=True),
+        "group_id": params.text("group_id", required=True),
+        "top": params.integer("top", default=2, lo=1, hi=5),
+    }
+    with session_scope() as db:
+        size = matching.work_size(db, caller.account, None, args["group_id"])
+    return _respond(caller, "/face/identification", args, run_identification, size)
+
+
+def run_training(account: Account, args: dict) -> dict:
+    with session_scope() as db:
+        matching.train(
+            db, account, args["face_id"], args["person_id"], args["faceset_id"], args["group_id"]
+        )
+    return {"status": "OK"}
+
+
+@router.post("/face/training", response_model=None)
+def face_training(caller: CallerDep) -> dict | ApiResponse:
+    params = caller.params
+    names = ("face_id", "person_id", "faceset_id", "group_id")
+    args = {name: params.id_list(name) or [] for name in names}
+    if not any(args.values()):
+        raise invalid_argument(
+            "must specify at least one of 'face_id', 'person_id', "
+            "'faceset_id' or 'group_id' argument"
+        )
+    with session_scope() as db:
+        size = sum(
+            matching.work_size(db, caller.account, faceset_id, None)
+            for faceset_id in args["faceset_id"]
+        ) + sum(
+            matching.work_size(db, caller.account, None, group_id) for group_id in args["group_id"]
+        )
+    return _respond(caller, "/face/training", args, run_training, size)

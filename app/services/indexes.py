@@ -1,0 +1,178 @@
+"""Per-process vector indexes that follow the store.
+
+Design (several workers, one truth):
+- The store is the only source of truth. Each worker process keeps, lazily, one `VectorIndex`
+  per collection it has searched (a faceset, or a group's faces), keyed by row ids.
+- Every membership change writes an `IndexChange` row in the same transaction (see
+  `app.services.changes`). Before each search a worker replays the rows of that account past the
+  last sequence number it applied. Writers hold the account row lock, so per account commit order
+  equals `seq` order and no change is skipped; the replay is idempotent (add is an upsert,
+  remove and drop are no-ops when absent), so a collection loaded mid-stream is still exact.
+  Hence a face added through any worker is searchable in all of them as soon as the add call
+  returned, and a removed face never comes back.
+- Restart: a collection loads from its snapshot file (written atomically by /face/training and
+  after large rebuilds) plus the changes logged after the snapshot's sequence number, instead of
+  re-reading every vector from the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.db.models import Face, FacesetFace, GroupMember, IndexChange
+from app.index.vectors import VectorIndex
+
+EMBEDDING_DIM = 512
+# Collections at least this large are snapshotted after a full rebuild from the store.
+SNAPSHOT_MIN_SIZE = 10_000
+
+
+def _vectors(db: Session, face_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    rows = db.execute(select(Face.id, Face.embedding).where(Face.id.in_(list(face_ids)))).all()
+    return _stack(rows)
+
+
+def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    if not rows:
+        return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+    vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
+    return ids, vectors.reshape(len(rows), -1)
+
+
+def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQLAlchemy Select
+    if collection == "faceset":
+        return (
+            select(Face.id, Face.embedding)
+            .join(FacesetFace, FacesetFace.face_id == Face.id)
+            .where(FacesetFace.faceset_id == collection_id)
+        )
+    return (
+        select(Face.id, Face.embedding)
+        .join(GroupMember, GroupMember.person_id == Face.person_id)
+        .where(GroupMember.group_id == collection_id)
+    )
+
+
+class IndexRegistry:
+    def __init__(self, snapshot_dir: Path, exact_max: int) -> None:
+        self.snapshot_dir = snapshot_dir
+        self.exact_max = exact_max
+        self._indexes: dict[tuple[str, int], VectorIndex] = {}
+        self._owner: dict[tuple[str, int], int] = {}  # collection -> account id
+        self._applied: dict[int, int] = {}  # account id -> last replayed seq
+        self._lock = threading.Lock()
+
+    def snapshot_path(self, collection: str, collection_id: int) -> Path:
+        return self.snapshot_dir / f"{collection}-{collection_id}.faiss"
+
+    def get(self, db: Session, account_id: int, collection: str, collection_id: int) -> VectorIndex:
+        """The collection's index, current with every change committed before this call."""
+        key = (collection, collection_id)
+        with self._lock:
+            if key not in self._indexes:
+                self._load(db, account_id, key)
+            self._catch_up(db, account_id)
+            return self._indexes[key]
+
+    def save(self, db: Session, account_id: int, collection: str, collection_id: int) -> None:
+        """Snapshot a collection (what /face/training does) so a restart loads it quickly."""
+        key = (collection, collection_id)
+        with self._lock:
+            if key not in self._indexes:
+                self._load(db, account_id, key)
+            self._catch_up(db, account_id)
+            self._snapshot(key, self._applied[account_id])
+
+    def _latest_seq(self, db: Session, account_id: int) -> int:
+        return db.scalar(
+            select(func.coalesce(func.max(IndexChange.seq), 0)).where(
+                IndexChange.account_id == account_id
+            )
+        )
+
+    def _load(self, db: Session, account_id: int, key: tuple[str, int]) -> None:
+        # Read the log position before the members: anything committed in between is replayed.
+        latest = self._latest_seq(db, account_id)
+        path = self.snapshot_path(*key)
+        if path.exists():
+            index, meta = VectorIndex.load(path)
+            self._indexes[key] = index
+            self._owner[key] = account_id
+            self._replay(db, account_id, after=int(meta["seq"]), only=key)
+        else:
+            ids, vectors = _stack(db.execute(_members_query(*key)).all())
+            index = VectorIndex(EMBEDDING_DIM, exact_max=self.exact_max)
+            index.add(ids, vectors)
+            self._indexes[key] = index
+            self._owner[key] = account_id
+            if len(index) >= SNAPSHOT_MIN_SIZE:
+                self._snapshot(key, latest)
+        self._applied.setdefault(account_id, latest)
+
+    def _catch_up(self, db: Session, account_id: int) -> None:
+        after = self._applied.get(account_id, 0)
+        self._applied[account_id] = self._replay(db, account_id, after=after)
+
+    def _replay(
+        self, db: Session, account_id: int, after: int, only: tuple[str, int] | None = None
+    ) -> int:
+        """Apply logged changes past `after` to loaded indexes; returns the last seq seen."""
+        query = (
+            select(
+                IndexChange.seq,
+                IndexChange.collection,
+                IndexChange.collection_id,
+                IndexChange.face_id,
+                IndexChange.op,
+            )
+            .where(IndexChange.account_id == account_id, IndexChange.seq > after)
+            .order_by(IndexChange.seq)
+        )
+        if only is not None:
+            query = query.where(
+                IndexChange.collection == only[0], IndexChange.collection_id == only[1]
+            )
+        last = after
+        pending: list[tuple[tuple[str, int], str, list[int]]] = []
+        for seq, collection, collection_id, face_id, op in db.execute(query):
+            last = seq
+            key = (collection, collection_id)
+            if key not in self._indexes:
+                continue
+            if pending and pending[-1][0] == key and pending[-1][1] == op:
+                pending[-1][2].append(face_id)
+            else:
+                pending.append((key, op, [face_id]))
+        for key, op, face_ids in pending:
+            self._apply(db, key, op, face_ids)
+        return last
+
+    def _apply(self, db: Session, key: tuple[str, int], op: str, face_ids: list[int]) -> None:
+        index = self._indexes[key]
+        if op == "add":
+            ids, vectors = _vectors(db, face_ids)
+            index.add(ids, vectors)
+        elif op == "remove":
+            index.remove(np.asarray(face_ids, dtype=np.int64))
+        else:  # "drop": the collection was deleted; its id may come back (SQLite reuses rowids)
+            self._indexes[key] = VectorIndex(EMBEDDING_DIM, exact_max=self.exact_max)
+            self.snapshot_path(*key).unlink(missing_ok=True)
+
+    def _snapshot(self, key: tuple[str, int], seq: int) -> None:
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        self._indexes[key].save(self.snapshot_path(*key), {"seq": seq})
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> IndexRegistry:
+    settings = get_settings()
+    return IndexRegistry(settings.data_dir / "index", settings.exact_index_max)

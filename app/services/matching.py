@@ -1,0 +1,205 @@
+"""Verification, search, identification and training: embeddings compared under calibration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
+from app.errors import ApiError, bad_request
+from app.services.common import find_owned, normalise_id, usable_faces
+from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
+from app.services.groups import owned_persons
+from app.services.indexes import get_registry
+
+
+def _vector(face: Face) -> np.ndarray:
+    return np.frombuffer(face.embedding, dtype=np.float32)
+
+
+def _query_face(db: Session, account_id: int, public_id: str | None) -> Face:
+    (face,) = usable_faces(db, account_id, [public_id or ""])
+    return face
+
+
+@dataclass(frozen=True)
+class Verification:
+    same_person: bool
+    confidence: float
+    face_id: str
+
+
+def verify_faces(
+    db: Session, account: Account, face_id: str | None, face2_id: str | None
+) -> Verification:
+    face = _query_face(db, account.id, face_id)
+    try:
+        (other,) = usable_faces(db, account.id, [face2_id or ""])
+    except ApiError as error:  # the seed names the second face's failure apart
+        raise bad_request("INVALID_FACE2", f"invalid face2_id: {face2_id}") from error
+    confidence = (
+        1.0 if face.id == other.id else get_confidence_map()(float(_vector(face) @ _vector(other)))
+    )
+    return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, face.public_id)
+
+
+def verify_person(
+    db: Session, account: Account, face_id: str | None, person_id: str | None
+) -> Verification:
+    """A person scores as its best-matching face: one good enrolment photo is enough."""
+    face = _query_face(db, account.id, face_id)
+    person = find_owned(db, Person, account.id, person_id, "INVALID_PERSON")
+    rows = db.execute(select(Face.id, Face.embedding).where(Face.person_id == person.id)).all()
+    if not rows:
+        raise bad_request("EMPTY_PERSON", "the person has no face")
+    if any(row[0] == face.id for row in rows):
+        confidence = 1.0
+    else:
+        vectors = np.frombuffer(b"".join(row[1] for row in rows), np.float32).reshape(len(rows), -1)
+        confidence = get_confidence_map()(float((vectors @ _vector(face)).max()))
+    return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, face.public_id)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    public_id: str
+    confidence: float
+    name: str | None = None
+
+
+def _public_ids(db: Session, face_ids: list[int]) -> dict[int, str]:
+    return dict(db.execute(select(Face.id, Face.public_id).where(Face.id.in_(face_ids))).all())
+
+
+def search_faceset(
+    db: Session, account: Account, face_id: str | None, faceset_id: str, top: int
+) -> list[Candidate]:
+    face = _query_face(db, account.id, face_id)
+    faceset = find_owned(db, Faceset, account.id, faceset_id, "INVALID_FACESET")
+    index = get_registry().get(db, account.id, "faceset", faceset.id)
+    if len(index) == 0:
+        raise bad_request("EMPTY_FACESET", "the faceset has no face")
+    scores, ids = index.search(_vector(face)[None, :], top)
+    hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+    names = _public_ids(db, [i for i, _ in hits])
+    calibrate = get_confidence_map()
+    return [
+        Candidate(names[i], 1.0 if i == face.id else calibrate(score))
+        for i, score in hits
+        if i in names
+    ]
+
+
+def search_faces(
+    db: Session, account: Account, face_id: str | None, face_ids: list[str], top: int
+) -> list[Candidate]:
+    """Search an ad-hoc list: small by nature, so compared exactly without an index."""
+    face = _query_face(db, account.id, face_id)
+    if not face_ids:
+        raise bad_request("EMPTY_FACESET", "face_ids is empty")
+    others = usable_faces(db, account.id, face_ids)
+    vectors = np.stack([_vector(other) for other in others])
+    scores = vectors @ _vector(face)
+    order = np.argsort(-scores, kind="stable")[:top]
+    calibrate = get_confidence_map()
+    return [
+        Candidate(others[i].public_id, 1.0 if others[i].id == face.id else calibrate(scores[i]))
+        for i in order
+    ]
+
+
+def identify(
+    db: Session, account: Account, face_id: str | None, group_id: str | None, top: int
+) -> list[Candidate]:
+    """The group's persons most like the face, each scored by its best face, above 0.6 only."""
+    face = _query_face(db, account.id, face_id)
+    group = find_owned(db, Group, account.id, group_id, "INVALID_GROUP")
+    index = get_registry().get(db, account.id, "group", group.id)
+    if len(index) == 0:
+        raise bad_request("EMPTY_GROUP", "the group has no person with a face")
+    # Over-fetch faces so that `top` distinct persons survive the per-person grouping.
+    faces_per_person = max(1, account.quota_faces_per_person)
+    scores, ids = index.search(
+        _vector(face)[None, :], min(len(index), top * faces_per_person, 1000)
+    )
+    threshold = get_confidence_map().cosine_at(SAME_PERSON_CONFIDENCE)
+    hits = [
+        (int(i), float(s))
+        for i, s in zip(ids[0], scores[0], strict=True)
+        if i >= 0 and (s > threshold or i == face.id)
+    ]
+    owner_rows = db.execute(
+        select(Face.id, Person.public_id, Person.name)
+        .join(Person, Person.id == Face.person_id)
+        .join(GroupMember, GroupMember.person_id == Person.id)
+        .where(Face.id.in_([i for i, _ in hits]), GroupMember.group_id == group.id)
+    ).all()
+    owners = {row[0]: (row[1], row[2]) for row in owner_rows}
+    calibrate = get_confidence_map()
+    best: dict[str, Candidate] = {}
+    for face_row, score in hits:
+        if face_row not in owners:
+            continue
+        person_public_id, name = owners[face_row]
+        confidence = 1.0 if face_row == face.id else calibrate(score)
+        if confidence > SAME_PERSON_CONFIDENCE and (
+            person_public_id not in best or confidence > best[person_public_id].confidence
+        ):
+            best[person_public_id] = Candidate(person_public_id, confidence, name)
+    return sorted(best.values(), key=lambda c: -c.confidence)[:top]
+
+
+def train(
+    db: Session,
+    account: Account,
+    face_ids: list[str],
+    person_ids: list[str],
+    faceset_ids: list[str],
+    group_ids: list[str],
+) -> None:
+    """Check every id, then load and snapshot the named collections' indexes.
+
+    Faces and persons need no preparation (embeddings are computed at detection, person
+    verification compares a handful of vectors); facesets and groups get their index built and
+    written to disk, so the next search, in any worker or after a restart, starts warm.
+    """
+    usable_faces(db, account.id, face_ids)
+    owned_persons(db, account.id, person_ids)
+    facesets = [find_owned(db, Faceset, account.id, i, "INVALID_FACESET") for i in faceset_ids]
+    groups = [find_owned(db, Group, account.id, i, "INVALID_GROUP") for i in group_ids]
+    registry = get_registry()
+    for faceset in facesets:
+        registry.save(db, account.id, "faceset", faceset.id)
+    for group in groups:
+        registry.save(db, account.id, "group", group.id)
+
+
+def work_size(db: Session, account: Account, faceset_id: str | None, group_id: str | None) -> int:
+    """Faces a call will compare: what the operator's async threshold is measured in."""
+    if faceset_id:
+        return (
+            db.scalar(
+                select(func.count())
+                .select_from(FacesetFace)
+                .join(Faceset, Faceset.id == FacesetFace.faceset_id)
+                .where(
+                    Faceset.public_id == normalise_id(faceset_id), Faceset.account_id == account.id
+                )
+            )
+            or 0
+        )
+    if group_id:
+        return (
+            db.scalar(
+                select(func.count())
+                .select_from(Face)
+                .join(GroupMember, GroupMember.person_id == Face.person_id)
+                .join(Group, Group.id == GroupMember.group_id)
+                .where(Group.public_id == normalise_id(group_id), Group.account_id == account.id)
+            )
+            or 0
+        )
+    return 0
