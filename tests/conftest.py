@@ -24,6 +24,7 @@ from app.config import REPO_ROOT, get_settings
 from app.db.migrate import upgrade
 from app.db.session import session_scope
 from app.services.accounts import create_account, parse_quota
+from app.services.indexes import get_registry
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 POSTGRES_URL = os.environ.get(
@@ -73,6 +74,13 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def _forget_process_state() -> None:
+    """Per-process caches hold settings and indexes tied to one database; tests switch them."""
+    get_settings.cache_clear()
+    get_limiter.cache_clear()
+    get_registry.cache_clear()
+
+
 @pytest.fixture
 def configured(
     database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -80,11 +88,9 @@ def configured(
     """Point the settings at the backend under test for the duration of one test."""
     monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
     monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
-    get_settings.cache_clear()
-    get_limiter.cache_clear()
+    _forget_process_state()
     yield database_url
-    get_settings.cache_clear()
-    get_limiter.cache_clear()
+    _forget_process_state()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,265 @@
+"""Verification, search, identification, training and /info/task on real faces, both databases."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.conftest import Credentials, make_account
+from tests.photos import celeba_bytes, celeba_identities
+
+
+def detect(client: TestClient, creds: Credentials, image: str) -> str:
+    response = client.post("/face/detection", params=creds.query, files={"file": celeba_bytes(image)})
+    assert response.status_code == 200, response.text
+    return response.json()["faces"][0]["face_id"]
+
+
+@pytest.fixture
+def people(client: TestClient, account: Credentials) -> dict[str, list[str]]:
+    """Four identities with three detected faces each, in the test's own account."""
+    identities = list(celeba_identities().items())[:4]
+    return {
+        identity: [detect(client, account, image) for image in images[:3]]
+        for identity, images in identities
+    }
+
+
+def post(client: TestClient, creds: Credentials, path: str, **body: object) -> dict:
+    response = client.post(path, json={**creds.query, **body})
+    return {"_code": response.status_code, **response.json()}
+
+
+def test_verification_same_and_different(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    (a1, a2, _), (b1, _, _) = list(people.values())[:2]
+    same = post(client, account, "/face/verification", face_id=a1, face2_id=a2)
+    assert list(same)[1:] == ["same_person", "confidence", "face_id", "face2_id", "status",
+                              "request_id"]
+    assert same["same_person"] is True and same["confidence"] > 0.7
+    other = post(client, account, "/face/verification", face_id=a1, face2_id=b1)
+    assert other["same_person"] is False and other["confidence"] < 0.5
+    itself = post(client, account, "/face/verification", face_id=a1, face2_id=a1)
+    assert itself["confidence"] == 1
+
+
+def test_verification_against_a_person(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    (a1, a2, a3), (b1, _, _) = list(people.values())[:2]
+    person = post(client, account, "/person/create", name="a", face_id=[a1, a2])["person_id"]
+    body = post(client, account, "/face/verification", face_id=a3, person_id=person)
+    assert list(body)[1:6] == ["same_person", "confidence", "face_id", "person_id", "status"]
+    assert body["same_person"] is True
+    assert post(client, account, "/face/verification", face_id=b1, person_id=person)[
+        "same_person"] is False
+    empty = post(client, account, "/person/create", name="empty")["person_id"]
+    assert post(client, account, "/face/verification", face_id=a3, person_id=empty)[
+        "status"] == "EMPTY_PERSON"
+
+
+def test_verification_errors(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1 = next(iter(people.values()))[0]
+    unknown = "0" * 32
+    assert post(client, account, "/face/verification", face_id=unknown, face2_id=a1)[
+        "status"] == "INVALID_FACE"
+    assert post(client, account, "/face/verification", face_id=a1, face2_id=unknown)[
+        "status"] == "INVALID_FACE2"
+    assert post(client, account, "/face/verification", face_id=a1, person_id=unknown)[
+        "status"] == "INVALID_PERSON"
+    missing = post(client, account, "/face/verification", face_id=a1)
+    assert missing["_code"] == 400 and missing["status"] == "INVALID_ARGUMENT"
+
+
+def test_search_in_a_faceset(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    faces = [face for trio in people.values() for face in trio[:2]]
+    faceset = post(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
+    query = faces[0]
+    body = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=3)
+    assert list(body)[1:] == ["candidates", "face_id", "status", "request_id"]
+    candidates = body["candidates"]
+    assert len(candidates) == 3
+    assert candidates[0] == {"face_id": query, "confidence": 1}
+    assert candidates[1]["face_id"] == faces[1]  # the same person's other photo
+    assert [c["confidence"] for c in candidates] == sorted(
+        (c["confidence"] for c in candidates), reverse=True
+    )
+    # Removed faces never come back; added ones are found at once.
+    post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=query)
+    after = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=10)
+    assert query not in [c["face_id"] for c in after["candidates"]]
+    post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=query)
+    again = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=1)
+    assert again["candidates"] == [{"face_id": query, "confidence": 1}]
+
+
+def test_search_in_face_ids_and_faceset_wins(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    (a1, a2, a3), (b1, b2, _) = list(people.values())[:2]
+    body = post(client, account, "/face/search", face_id=a3, face_ids=f"{b1},{a1},{b2}", top=2)
+    assert [c["face_id"] for c in body["candidates"]][0] == a1
+    assert len(body["candidates"]) == 2
+    faceset = post(client, account, "/faceset/create", name="b", face_id=[b1, b2])["faceset_id"]
+    both = post(client, account, "/face/search", face_id=a3, face_ids=[a1, a2], faceset_id=faceset)
+    assert {c["face_id"] for c in both["candidates"]} == {b1, b2}
+
+
+def test_search_errors(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1 = next(iter(people.values()))[0]
+    empty = post(client, account, "/faceset/create", name="empty")["faceset_id"]
+    assert post(client, account, "/face/search", face_id=a1, faceset_id=empty)[
+        "status"] == "EMPTY_FACESET"
+    assert post(client, account, "/face/search", face_id=a1, faceset_id="0" * 32)[
+        "status"] == "INVALID_FACESET"
+    assert post(client, account, "/face/search", face_id="0" * 32, face_ids=[a1])[
+        "status"] == "INVALID_FACE"
+    top = post(client, account, "/face/search", face_id=a1, face_ids=[a1], top=11)
+    assert top["status"] == "INVALID_ARGUMENT"
+    assert top["reason"] == "argument 'top': not in range(1..10)"
+
+
+def test_identification(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    trios = list(people.values())
+    persons = [
+        post(client, account, "/person/create", name=f"p{i}", face_id=trio[:2])["person_id"]
+        for i, trio in enumerate(trios[:3])
+    ]
+    group = post(client, account, "/group/create", name="g", person_id=persons)["group_id"]
+    body = post(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
+    assert list(body)[1:] == ["candidates", "face_id", "group_id", "status", "request_id"]
+    assert body["candidates"][0]["person_id"] == persons[1]
+    assert body["candidates"][0]["name"] == "p1"
+    assert all(c["confidence"] > 0.6 for c in body["candidates"])
+    stranger = post(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
+    assert stranger["candidates"] == []
+    # Membership changes show at once: remove the person from the group, it is no longer found.
+    post(client, account, "/group/remove_person", group_id=group, person_id=persons[1])
+    gone = post(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
+    assert persons[1] not in [c["person_id"] for c in gone["candidates"]]
+    # A face added to a member person is found through the group at once.
+    post(client, account, "/person/add_face", person_id=persons[0], face_id=trios[3][0])
+    moved = post(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
+    assert [c["person_id"] for c in moved["candidates"]][:1] == [persons[0]]
+
+
+def test_identification_errors(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1 = next(iter(people.values()))[0]
+    empty_group = post(client, account, "/group/create", name="e")["group_id"]
+    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group)[
+        "status"] == "EMPTY_GROUP"
+    faceless = post(client, account, "/person/create", name="nobody")["person_id"]
+    post(client, account, "/group/add_person", group_id=empty_group, person_id=faceless)
+    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group)[
+        "status"] == "EMPTY_GROUP"
+    assert post(client, account, "/face/identification", face_id=a1, group_id="0" * 32)[
+        "status"] == "INVALID_GROUP"
+    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group,
+                top=6)["status"] == "INVALID_ARGUMENT"
+
+
+def test_training_checks_every_id(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1, a2, _ = next(iter(people.values()))
+    person = post(client, account, "/person/create", name="a", face_id=[a1])["person_id"]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
+    ok = post(client, account, "/face/training", face_id=a1, person_id=person,
+              faceset_id=faceset, group_id=group)
+    assert ok["_code"] == 200 and ok["status"] == "OK"
+    unknown = "0" * 32
+    for key, status in [("face_id", "INVALID_FACE"), ("person_id", "INVALID_PERSON"),
+                        ("faceset_id", "INVALID_FACESET"), ("group_id", "INVALID_GROUP")]:
+        assert post(client, account, "/face/training", **{key: [unknown]})["status"] == status
+    assert post(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
+
+
+def test_accounts_do_not_see_each_other(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1, a2, _ = next(iter(people.values()))
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
+    other = make_account()
+    mine = detect(client, other, next(iter(celeba_identities().values()))[0])
+    assert post(client, other, "/face/verification", face_id=mine, face2_id=a1)[
+        "status"] == "INVALID_FACE2"
+    assert post(client, other, "/face/search", face_id=mine, faceset_id=faceset)[
+        "status"] == "INVALID_FACESET"
+    assert post(client, other, "/face/search", face_id=a2, face_ids=[mine])[
+        "status"] == "INVALID_FACE"
+
+
+def _wait_for_task(client: TestClient, creds: Credentials, task_id: str) -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        body = client.get("/info/task", params={**creds.query, "task_id": task_id}).json()
+        if body["task_status"] in ("done", "failed"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} still {body['task_status']}")
+
+
+def test_async_is_opt_in_and_returns_the_synchronous_body(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> None:
+    a1, a2, _ = next(iter(people.values()))
+    sync = post(client, account, "/face/verification", face_id=a1, face2_id=a2)
+    assert sync["_code"] == 200
+    response = client.post(
+        "/face/verification", json={**account.query, "face_id": a1, "face2_id": a2, "async": 1}
+    )
+    assert response.status_code == 202
+    accepted = response.json()
+    assert list(accepted)[:3] == ["status", "task_id", "task_status"]
+    assert accepted["task_status"] == "pending"
+    done = _wait_for_task(client, account, accepted["task_id"])
+    assert list(done)[:4] == ["status", "task_id", "task_status", "result"]
+    assert done["task_status"] == "done"
+    assert {k: v for k, v in done["result"].items()} == {
+        k: v for k, v in sync.items() if k not in ("_code", "request_id")
+    }
+    failed = client.post(
+        "/face/search", json={**account.query, "face_id": "0" * 32, "face_ids": [a1], "async": "1"}
+    ).json()
+    result = _wait_for_task(client, account, failed["task_id"])
+    assert result["task_status"] == "failed"
+    assert result["result"]["status"] == "INVALID_FACE"
+    assert client.get("/info/task", params={**account.query, "task_id": "0" * 32}).json()[
+        "status"] == "INVALID_TASK"
+    other = make_account()
+    assert client.get("/info/task", params={**other.query, "task_id": accepted["task_id"]}).json()[
+        "status"] == "INVALID_TASK"
+
+
+def test_operator_threshold_makes_big_calls_async(
+    client: TestClient, account: Credentials, people: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.config import get_settings
+
+    faces = [face for trio in people.values() for face in trio]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=faces)["faceset_id"]
+    monkeypatch.setenv("FACESRV_ASYNC_THRESHOLD", "5")
+    get_settings.cache_clear()
+    response = client.post(
+        "/face/search", json={**account.query, "face_id": faces[0], "faceset_id": faceset}
+    )
+    assert response.status_code == 202
+    small = client.post(
+        "/face/search", json={**account.query, "face_id": faces[0], "face_ids": faces[:2]}
+    )
+    assert small.status_code == 200
