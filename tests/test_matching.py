@@ -12,7 +12,9 @@ from tests.photos import celeba_bytes, celeba_identities
 
 
 def detect(client: TestClient, creds: Credentials, image: str) -> str:
-    response = client.post("/face/detection", params=creds.query, files={"file": celeba_bytes(image)})
+    response = client.post(
+        "/face/detection", params=creds.query, files={"file": celeba_bytes(image)}
+    )
     assert response.status_code == 200, response.text
     return response.json()["faces"][0]["face_id"]
 
@@ -37,8 +39,14 @@ def test_verification_same_and_different(
 ) -> None:
     (a1, a2, _), (b1, _, _) = list(people.values())[:2]
     same = post(client, account, "/face/verification", face_id=a1, face2_id=a2)
-    assert list(same)[1:] == ["same_person", "confidence", "face_id", "face2_id", "status",
-                              "request_id"]
+    assert list(same)[1:] == [
+        "same_person",
+        "confidence",
+        "face_id",
+        "face2_id",
+        "status",
+        "request_id",
+    ]
     assert same["same_person"] is True and same["confidence"] > 0.7
     other = post(client, account, "/face/verification", face_id=a1, face2_id=b1)
     assert other["same_person"] is False and other["confidence"] < 0.5
@@ -54,11 +62,15 @@ def test_verification_against_a_person(
     body = post(client, account, "/face/verification", face_id=a3, person_id=person)
     assert list(body)[1:6] == ["same_person", "confidence", "face_id", "person_id", "status"]
     assert body["same_person"] is True
-    assert post(client, account, "/face/verification", face_id=b1, person_id=person)[
-        "same_person"] is False
+    assert (
+        post(client, account, "/face/verification", face_id=b1, person_id=person)["same_person"]
+        is False
+    )
     empty = post(client, account, "/person/create", name="empty")["person_id"]
-    assert post(client, account, "/face/verification", face_id=a3, person_id=empty)[
-        "status"] == "EMPTY_PERSON"
+    assert (
+        post(client, account, "/face/verification", face_id=a3, person_id=empty)["status"]
+        == "EMPTY_PERSON"
+    )
 
 
 def test_verification_errors(
@@ -66,12 +78,18 @@ def test_verification_errors(
 ) -> None:
     a1 = next(iter(people.values()))[0]
     unknown = "0" * 32
-    assert post(client, account, "/face/verification", face_id=unknown, face2_id=a1)[
-        "status"] == "INVALID_FACE"
-    assert post(client, account, "/face/verification", face_id=a1, face2_id=unknown)[
-        "status"] == "INVALID_FACE2"
-    assert post(client, account, "/face/verification", face_id=a1, person_id=unknown)[
-        "status"] == "INVALID_PERSON"
+    assert (
+        post(client, account, "/face/verification", face_id=unknown, face2_id=a1)["status"]
+        == "INVALID_FACE"
+    )
+    assert (
+        post(client, account, "/face/verification", face_id=a1, face2_id=unknown)["status"]
+        == "INVALID_FACE2"
+    )
+    assert (
+        post(client, account, "/face/verification", face_id=a1, person_id=unknown)["status"]
+        == "INVALID_PERSON"
+    )
     missing = post(client, account, "/face/verification", face_id=a1)
     assert missing["_code"] == 400 and missing["status"] == "INVALID_ARGUMENT"
 
@@ -117,12 +135,18 @@ def test_search_errors(
 ) -> None:
     a1 = next(iter(people.values()))[0]
     empty = post(client, account, "/faceset/create", name="empty")["faceset_id"]
-    assert post(client, account, "/face/search", face_id=a1, faceset_id=empty)[
-        "status"] == "EMPTY_FACESET"
-    assert post(client, account, "/face/search", face_id=a1, faceset_id="0" * 32)[
-        "status"] == "INVALID_FACESET"
-    assert post(client, account, "/face/search", face_id="0" * 32, face_ids=[a1])[
-        "status"] == "INVALID_FACE"
+    assert (
+        post(client, account, "/face/search", face_id=a1, faceset_id=empty)["status"]
+        == "EMPTY_FACESET"
+    )
+    assert (
+        post(client, account, "/face/search", face_id=a1, faceset_id="0" * 32)["status"]
+        == "INVALID_FACESET"
+    )
+    assert (
+        post(client, account, "/face/search", face_id="0" * 32, face_ids=[a1])["status"]
+        == "INVALID_FACE"
+    )
     top = post(client, account, "/face/search", face_id=a1, face_ids=[a1], top=11)
     assert top["status"] == "INVALID_ARGUMENT"
     assert top["reason"] == "argument 'top': not in range(1..10)"
@@ -159,16 +183,26 @@ def test_identification_errors(
 ) -> None:
     a1 = next(iter(people.values()))[0]
     empty_group = post(client, account, "/group/create", name="e")["group_id"]
-    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group)[
-        "status"] == "EMPTY_GROUP"
+    assert (
+        post(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
+        == "EMPTY_GROUP"
+    )
     faceless = post(client, account, "/person/create", name="nobody")["person_id"]
     post(client, account, "/group/add_person", group_id=empty_group, person_id=faceless)
-    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group)[
-        "status"] == "EMPTY_GROUP"
-    assert post(client, account, "/face/identification", face_id=a1, group_id="0" * 32)[
-        "status"] == "INVALID_GROUP"
-    assert post(client, account, "/face/identification", face_id=a1, group_id=empty_group,
-                top=6)["status"] == "INVALID_ARGUMENT"
+    assert (
+        post(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
+        == "EMPTY_GROUP"
+    )
+    assert (
+        post(client, account, "/face/identification", face_id=a1, group_id="0" * 32)["status"]
+        == "INVALID_GROUP"
+    )
+    assert (
+        post(client, account, "/face/identification", face_id=a1, group_id=empty_group, top=6)[
+            "status"
+        ]
+        == "INVALID_ARGUMENT"
+    )
 
 
 def test_training_checks_every_id(
@@ -178,12 +212,23 @@ def test_training_checks_every_id(
     person = post(client, account, "/person/create", name="a", face_id=[a1])["person_id"]
     faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
     group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
-    ok = post(client, account, "/face/training", face_id=a1, person_id=person,
-              faceset_id=faceset, group_id=group)
+    ok = post(
+        client,
+        account,
+        "/face/training",
+        face_id=a1,
+        person_id=person,
+        faceset_id=faceset,
+        group_id=group,
+    )
     assert ok["_code"] == 200 and ok["status"] == "OK"
     unknown = "0" * 32
-    for key, status in [("face_id", "INVALID_FACE"), ("person_id", "INVALID_PERSON"),
-                        ("faceset_id", "INVALID_FACESET"), ("group_id", "INVALID_GROUP")]:
+    for key, status in [
+        ("face_id", "INVALID_FACE"),
+        ("person_id", "INVALID_PERSON"),
+        ("faceset_id", "INVALID_FACESET"),
+        ("group_id", "INVALID_GROUP"),
+    ]:
         assert post(client, account, "/face/training", **{key: [unknown]})["status"] == status
     assert post(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
 
@@ -195,12 +240,17 @@ def test_accounts_do_not_see_each_other(
     faceset = post(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
     other = make_account()
     mine = detect(client, other, next(iter(celeba_identities().values()))[0])
-    assert post(client, other, "/face/verification", face_id=mine, face2_id=a1)[
-        "status"] == "INVALID_FACE2"
-    assert post(client, other, "/face/search", face_id=mine, faceset_id=faceset)[
-        "status"] == "INVALID_FACESET"
-    assert post(client, other, "/face/search", face_id=a2, face_ids=[mine])[
-        "status"] == "INVALID_FACE"
+    assert (
+        post(client, other, "/face/verification", face_id=mine, face2_id=a1)["status"]
+        == "INVALID_FACE2"
+    )
+    assert (
+        post(client, other, "/face/search", face_id=mine, faceset_id=faceset)["status"]
+        == "INVALID_FACESET"
+    )
+    assert (
+        post(client, other, "/face/search", face_id=a2, face_ids=[mine])["status"] == "INVALID_FACE"
+    )
 
 
 def _wait_for_task(client: TestClient, creds: Credentials, task_id: str) -> dict:
@@ -238,15 +288,23 @@ def test_async_is_opt_in_and_returns_the_synchronous_body(
     result = _wait_for_task(client, account, failed["task_id"])
     assert result["task_status"] == "failed"
     assert result["result"]["status"] == "INVALID_FACE"
-    assert client.get("/info/task", params={**account.query, "task_id": "0" * 32}).json()[
-        "status"] == "INVALID_TASK"
+    assert (
+        client.get("/info/task", params={**account.query, "task_id": "0" * 32}).json()["status"]
+        == "INVALID_TASK"
+    )
     other = make_account()
-    assert client.get("/info/task", params={**other.query, "task_id": accepted["task_id"]}).json()[
-        "status"] == "INVALID_TASK"
+    assert (
+        client.get("/info/task", params={**other.query, "task_id": accepted["task_id"]}).json()[
+            "status"
+        ]
+        == "INVALID_TASK"
+    )
 
 
 def test_operator_threshold_makes_big_calls_async(
-    client: TestClient, account: Credentials, people: dict[str, list[str]],
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from app.config import get_settings

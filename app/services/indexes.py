@@ -17,6 +17,7 @@ Design (several workers, one truth):
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
@@ -29,6 +30,8 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.db.models import Face, FacesetFace, GroupMember, IndexChange
 from app.index.vectors import VectorIndex
+
+log = logging.getLogger("facesrv.index")
 
 EMBEDDING_DIM = 512
 # Collections at least this large are snapshotted after a full rebuild from the store.
@@ -105,6 +108,7 @@ class IndexRegistry:
         path = self.snapshot_path(*key)
         if path.exists():
             index, meta = VectorIndex.load(path)
+            log.info("loaded %s-%d from its snapshot at seq %s", *key, meta["seq"])
             self._indexes[key] = index
             self._owner[key] = account_id
             self._replay(db, account_id, after=int(meta["seq"]), only=key)
