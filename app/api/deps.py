@@ -54,7 +54,7 @@ def authenticate(request: Request, params: Annotated[Params, Depends(get_params)
             expires_at = as_utc(account.expires_at)
             if expires_at <= datetime.now(UTC):
                 raise ApiError(401, "KEY_EXPIRED", f"account expired at {expires_at.isoformat()}")
-        state = get_limiter().hit(db, account.id, RateLimit.parse(account.rate_limit))
+        state = get_limiter().hit(db, account, RateLimit.parse(account.rate_limit))
     request.state.rate_headers = state.headers()
     if state.exceeded:
         raise ApiError(403, "RATE_LIMIT_EXCEEDED")

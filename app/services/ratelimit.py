@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db.models import RateWindow
+from app.db.models import Account, RateWindow
 from app.services.accounts import RateLimit
 
 
@@ -41,18 +41,18 @@ def _state(limit: RateLimit, calls: int, window_start: int, now: float) -> RateS
 
 
 class Limiter(Protocol):
-    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState: ...
+    def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState: ...
 
 
 class DatabaseLimiter:
     """Counts in the `rate_windows` table with one atomic upsert per call."""
 
-    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState:
+    def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState:
         now = time.time()
         window_start = int(now // limit.seconds) * limit.seconds
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         statement = insert(RateWindow).values(
-            account_id=account_id, window_start=window_start, calls=1
+            account_id=account.id, window_start=window_start, calls=1
         )
         statement = statement.on_conflict_do_update(
             index_elements=[RateWindow.account_id, RateWindow.window_start],
@@ -70,10 +70,11 @@ class RedisLimiter:
 
         self.client = redis.Redis.from_url(url)
 
-    def hit(self, session: Session, account_id: int, limit: RateLimit) -> RateState:
+    def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState:
         now = time.time()
         window_start = int(now // limit.seconds) * limit.seconds
-        key = f"facesrv:rate:{account_id}:{limit.seconds}:{window_start}"
+        # The random api_id, not the row id: several stores may share one Redis.
+        key = f"facesrv:rate:{account.api_id}:{limit.seconds}:{window_start}"
         pipe = self.client.pipeline()
         pipe.incr(key)
         pipe.expire(key, limit.seconds + 1)
