@@ -1,4 +1,4 @@
-"""Outermost request wrapper: request id, rate-limit headers, and the last line against 500s.
+"""Outermost request wrapper: request id, rate-limit and timing headers, no 500 unanswered.
 
 A pure ASGI middleware (not BaseHTTPMiddleware) so the request id context variable set here is
 visible where the response body is rendered, and headers can be added to every response start.
@@ -7,6 +7,7 @@ visible where the response body is rendered, and headers can be added to every r
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started_at = time.perf_counter()
         request_id = uuid.uuid4().hex
         token = current_request_id.set(request_id)
         state = scope.setdefault("state", {})
@@ -35,6 +37,8 @@ class RequestContextMiddleware:
                 started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
+                elapsed_ms = (time.perf_counter() - started_at) * 1000
+                headers.append((b"server-timing", f"app;dur={elapsed_ms:.2f}".encode()))
                 for name, value in state.get("rate_headers", {}).items():
                     headers.append((name.lower().encode(), value.encode()))
                 message = {**message, "headers": headers}

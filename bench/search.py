@@ -1,0 +1,263 @@
+"""/face/search on a faceset of N faces (1M by default), over real HTTP, on this machine.
+
+What it measures, through the product's own paths:
+  1. setup (not product): N synthetic unit vectors and 200 probe faces written straight into a
+     fresh store (SQLite by default), the N as one faceset;
+  2. /face/training on the faceset: the server reads N embeddings from the store, builds the
+     index (HNSW past FACESRV_EXACT_INDEX_MAX) and snapshots it;
+  3. restart: time from launching `uvicorn app.main:create_app` to the first /face/search
+     answered (the snapshot is loaded, then the change log replayed);
+  4. latency of /face/search (top=3), server-side (Server-Timing header) and at the client, and
+     recall@1 of its top candidate against exact search over the same vectors;
+  5. memory per face: the server's resident memory after the load minus before it, over N.
+
+Probes are base vectors plus noise, renormalised (cosine ~0.7 to their source, like a genuine
+face), so recall@1 has a true answer. Usage: .venv/bin/python bench/search.py [--n 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import faiss
+import httpx
+import numpy as np
+from sqlalchemy import insert, select
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DIM = 512
+PROBES = 200
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return (
+        f"{platform.platform()} | {cpu} | {os.cpu_count()} cores | "
+        f"faiss {faiss.__version__} | Python {platform.python_version()}"
+    )
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def populate(
+    database_url: str, n: int, seed: int
+) -> tuple[str, str, str, list[str], np.ndarray, np.ndarray]:
+    """Write the account, N faces in one faceset and the probes; returns ids and vectors."""
+    from app.db.migrate import upgrade
+    from app.db.models import Face, Faceset, FacesetFace
+    from app.db.session import session_scope
+    from app.services.accounts import create_account, parse_quota
+
+    upgrade(database_url)
+    rng = np.random.default_rng(seed)
+    expires = datetime.now(UTC) + timedelta(days=5)
+    quota = parse_quota(
+        f"groups=1,persons=1,facesets=1,persons_per_group=1,faces_per_person=1,"
+        f"faces_per_faceset={n}"
+    )
+    with session_scope() as db:
+        account, secret = create_account(db, name="bench", rate_limit="1000000q/1s", quota=quota)
+        faceset = Faceset(account_id=account.id, name="bench")
+        db.add(faceset)
+        db.flush()
+        account_id, api_id, faceset_row, faceset_id = (
+            account.id,
+            account.api_id,
+            faceset.id,
+            faceset.public_id,
+        )
+    base_sample = np.empty((PROBES, DIM), np.float32)
+    sample_rows = rng.choice(n, PROBES, replace=False)
+    all_vectors = np.empty((n, DIM), np.float32)
+    batch = 20_000
+    face_fields = {
+        "account_id": account_id,
+        "rect_left": 0,
+        "rect_top": 0,
+        "rect_right": 1,
+        "rect_bottom": 1,
+        "eye_dist": 1,
+        "landmarks21": [],
+        "landmarks106": [],
+        "expires_at": expires,
+    }
+    started = time.perf_counter()
+    first_id = None
+    for start in range(0, n, batch):
+        vectors = unit(rng.standard_normal((min(batch, n - start), DIM), dtype=np.float32))
+        all_vectors[start : start + len(vectors)] = vectors
+        with session_scope() as db:
+            ids = db.scalars(
+                insert(Face).returning(Face.id),
+                [
+                    {**face_fields, "public_id": f"{start + i:032x}", "embedding": v.tobytes()}
+                    for i, v in enumerate(vectors)
+                ],
+            ).all()
+            first_id = first_id if first_id is not None else ids[0]
+            db.execute(
+                insert(FacesetFace),
+                [{"faceset_id": faceset_row, "face_id": face_id} for face_id in ids],
+            )
+        print(f"\r  stored {start + len(vectors):,} / {n:,} faces", end="", flush=True)
+    print(f"\n  setup: {time.perf_counter() - started:.0f} s")
+    base_sample[:] = all_vectors[sample_rows]
+    noise = rng.standard_normal((PROBES, DIM), dtype=np.float32) * 0.035
+    probes = unit(base_sample + noise)
+    with session_scope() as db:
+        probe_ids = [f"{n + i:032x}" for i in range(PROBES)]
+        db.execute(
+            insert(Face),
+            [
+                {**face_fields, "public_id": pid, "embedding": v.tobytes()}
+                for pid, v in zip(probe_ids, probes, strict=True)
+            ],
+        )
+        assert db.scalar(select(Face.id).where(Face.public_id == f"{0:032x}")) == first_id
+    return api_id, secret, faceset_id, probe_ids, probes, all_vectors
+
+
+class Server:
+    def __init__(self, env: dict[str, str], port: int) -> None:
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "app.main:create_app",
+                "--factory",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+        )
+        self.base = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                httpx.get(f"{self.base}/info/api", timeout=1)
+                break
+            except httpx.HTTPError:
+                if self.process.poll() is not None:
+                    raise SystemExit("server exited") from None
+                time.sleep(0.05)
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary data folder")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    work = Path(tempfile.mkdtemp(prefix="facesrv-bench-search-"))
+    database_url = args.database_url or f"sqlite:///{work / 'facesrv.db'}"
+    env = {**os.environ, "FACESRV_DATA_DIR": str(work), "FACESRV_DATABASE_URL": database_url}
+    os.environ.update(env)
+    print(f"faceset of {args.n:,} synthetic faces in {database_url.split(':')[0]}")
+    api_id, secret, faceset_id, probe_ids, probes, vectors = populate(
+        database_url, args.n, args.seed
+    )
+    creds = {"api_id": api_id, "api_secret": secret}
+
+    server = Server(env, args.port)
+    rss_before = server.rss_mb()
+    started = time.perf_counter()
+    trained = httpx.post(
+        f"{server.base}/face/training", timeout=3600, json={**creds, "faceset_id": faceset_id}
+    )
+    assert trained.status_code == 200, trained.text
+    print(
+        f"/face/training (read from the store, build, snapshot): "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    server.stop()
+
+    server = Server(env, args.port)
+    rss_idle = server.rss_mb()
+    first = httpx.post(
+        f"{server.base}/face/search",
+        timeout=3600,
+        json={**creds, "face_id": probe_ids[0], "faceset_id": faceset_id},
+    )
+    assert first.status_code == 200, first.text
+    ready_s = time.perf_counter() - server.started
+    print(f"restart to ready (process start to first search answered): {ready_s:.1f} s")
+    print(
+        f"memory: {server.rss_mb() - rss_idle:.0f} MB for the loaded faceset = "
+        f"{(server.rss_mb() - rss_idle) * 1024 * 1024 / args.n / 1024:.2f} KB a face "
+        f"(server idle {rss_idle:.0f} MB; during training build {rss_before:.0f} MB before)"
+    )
+
+    exact = faiss.IndexFlatIP(DIM)
+    exact.add(vectors)
+    _, truth = exact.search(probes, 1)
+    expected = [f"{row:032x}" for row in truth[:, 0]]
+    server_ms, client_ms, hits = [], [], 0
+    with httpx.Client(base_url=server.base, timeout=60) as client:
+        for q in range(args.queries):
+            i = q % len(probe_ids)
+            t0 = time.perf_counter()
+            response = client.post(
+                "/face/search",
+                json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id, "top": 3},
+            )
+            client_ms.append((time.perf_counter() - t0) * 1000)
+            server_ms.append(float(response.headers["server-timing"].split("dur=")[1]))
+            if q < len(probe_ids):
+                hits += response.json()["candidates"][0]["face_id"] == expected[i]
+    server.stop()
+
+    def pct(values: list[float], p: float) -> float:
+        return float(np.percentile(values, p))
+
+    print(f"/face/search top=3, {args.queries} queries, 1 client:")
+    print(f"  server-side  p50 {pct(server_ms, 50):.2f} ms  p99 {pct(server_ms, 99):.2f} ms")
+    print(
+        f"  at client    p50 {pct(client_ms, 50):.2f} ms  p99 {pct(client_ms, 99):.2f} ms  "
+        f"mean {statistics.fmean(client_ms):.2f} ms"
+    )
+    print(f"  recall@1 vs exact search: {hits / min(args.queries, len(probe_ids)):.3f}")
+    if args.keep:
+        print(f"data kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
