@@ -14,6 +14,7 @@ from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
 from app.api.routes import entities, face, info, matching
 from app.errors import ApiError
+from app.services.detection import get_analyzer
 from app.services.upkeep import Upkeep
 
 HTTP_STATUS_NAMES = {
@@ -45,6 +46,7 @@ async def validation_error_handler(_request: Request, error: Exception) -> ApiRe
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    get_analyzer()  # load (and hash-check) the models now: fail at start, not on a request
     upkeep = Upkeep()
     upkeep.start()
     try:

@@ -128,5 +128,5 @@ def find_image(db: Session, account_id: int, public_id: str | None) -> Image | N
 
 
 def faces_of_image(db: Session, image_id: int) -> list[Face]:
-    """The image's faces that are still valid (unexpired, or kept alive by a membership)."""
+    """The image's faces; they share its 5-day lifetime, so a valid image has valid faces."""
     return list(db.scalars(select(Face).where(Face.image_id == image_id).order_by(Face.id)))

@@ -1,14 +1,60 @@
-"""Hook for the fitted smile / eyeglass / sunglass rules (filled in by the attributes work).
+"""Smile, eyeglass and sunglass scores: small rules fitted on MTFL, not networks.
 
-The pipeline calls `fitted_attributes` with everything it has for each face; until rules are
-fitted it returns nothing, and the API reports only age and gender (from their own networks).
+No openly licensed smile or glasses network ships with the models we install, so each attribute
+is a measured rule over evidence the pipeline already has (the ArcFace-aligned crop, the 106
+landmarks in that crop's frame, the recognition embedding). The coefficients live in
+`attribute_coefficients.json`, produced by `bench/fit_attributes.py`, which also prints the
+held-out accuracy and AUC; docs/attributes.md has the figures and the method.
+
+- smile (1..100, degree of smile): logistic model on mouth geometry from the 106 points, every
+  length divided by the inter-pupil distance: mouth width, corner lift (against the upper-lip
+  centre and against the nose tip) and the inner and outer lip opening.
+- eyeglass (0..100, >= 50 means glasses, sunglasses included since MTFL labels both as glasses):
+  logistic model over (a) edge measures of the aligned crop where frames sit (the bridge between
+  the eyes, the lower rims, the temples), each relative to the face's overall edge energy so that
+  blur and contrast cancel, and (b) the logit of a 512-d logistic classifier on the embedding.
+- sunglass (0..100, >= 50 means sunglasses): no data set we have labels sunglasses, so this is a
+  rule, not a fit: the eyeglass probability times a logistic ramp on the eye-band darkness (mean
+  luminance of the two eye boxes over that of nose and cheeks). Known weakness: anything that
+  darkens the eye band but not the cheeks reads as dark lenses: a cap or hat brim shadow, deep
+  eye sockets under top light, very dim or back-lit faces, heavy eye make-up; the glasses factor
+  suppresses most of these (it needs frame evidence), but a shadowed face in clear glasses can
+  still score as sunglasses. Dark skin does not by itself trigger it (the measure is a ratio to
+  the cheeks), but on dark, dim faces the ratio is noisier.
+
+`attractive` is deliberately absent: there is no honest model for it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+COEFFICIENTS = Path(__file__).with_name("attribute_coefficients.json")
+
+# 106-point indices (InsightFace 2d106det), "left" = image left.
+MOUTH_LEFT, MOUTH_RIGHT = 52, 61
+UPPER_LIP_OUTER, LOWER_LIP_OUTER = 71, 53
+UPPER_LIP_INNER, LOWER_LIP_INNER = 62, 60
+LEFT_PUPIL, RIGHT_PUPIL = 38, 88
+NOSE_TIP = 86
+
+SMILE_FEATURES = ("width", "lift_lip", "lift_nose", "open_inner", "open_outer")
+EDGE_FEATURES = ("bridge", "bridge_mean", "rim_left", "rim_right", "temple_left", "temple_right")
+
+# Regions of the 112x112 ArcFace crop as (top, bottom, left, right); the template puts the eyes
+# at (38, 52) and (74, 52), the nose tip at (56, 72), so these are fixed places on every face.
+BRIDGE = (40, 60, 51, 62)  # between the inner eye corners: a frame's bridge crosses it
+RIM_LEFT, RIM_RIGHT = (57, 70, 26, 50), (57, 70, 62, 86)  # lower rims under each eye
+TEMPLE_LEFT, TEMPLE_RIGHT = (42, 62, 14, 26), (42, 62, 86, 98)  # the frame's outer sides
+FACE = (30, 100, 20, 92)  # reference edge energy of the whole face
+EYES = ((45, 58, 29, 48), (45, 58, 64, 83))  # the two eye boxes (what dark lenses cover)
+SKIN = ((60, 78, 49, 63), (66, 82, 26, 44), (66, 82, 68, 86))  # nose, left and right cheek
 
 
 @dataclass(frozen=True)
@@ -25,6 +71,117 @@ class FaceEvidence:
     embedding: np.ndarray
 
 
+def smile_features(landmarks106: np.ndarray) -> np.ndarray:
+    """(N, 5) mouth geometry in inter-pupil distances, columns as SMILE_FEATURES.
+
+    Lift is positive when the corners sit above the reference (image y grows downwards).
+    """
+    p = np.asarray(landmarks106, np.float64)
+    ipd = np.linalg.norm(p[:, LEFT_PUPIL] - p[:, RIGHT_PUPIL], axis=1).clip(1e-6)
+    corners_y = (p[:, MOUTH_LEFT, 1] + p[:, MOUTH_RIGHT, 1]) / 2
+    columns = (
+        np.linalg.norm(p[:, MOUTH_LEFT] - p[:, MOUTH_RIGHT], axis=1),
+        p[:, UPPER_LIP_OUTER, 1] - corners_y,
+        p[:, NOSE_TIP, 1] - corners_y,
+        np.linalg.norm(p[:, UPPER_LIP_INNER] - p[:, LOWER_LIP_INNER], axis=1),
+        np.linalg.norm(p[:, UPPER_LIP_OUTER] - p[:, LOWER_LIP_OUTER], axis=1),
+    )
+    return np.stack(columns, axis=1) / ipd[:, None]
+
+
+def _luminance(crops: np.ndarray) -> np.ndarray:
+    return np.asarray(crops, np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def _region(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    top, bottom, left, right = box
+    return image[:, top:bottom, left:right]
+
+
+def edge_features(crops: np.ndarray) -> np.ndarray:
+    """(N, 6) log edge strengths where glasses frames sit, columns as EDGE_FEATURES.
+
+    A frame is a thin dark line: across the bridge and under the eyes it is horizontal, so the
+    strongest row of vertical gradient is taken; at the temples it is vertical, so the strongest
+    column of horizontal gradient. Each is divided by the face's mean gradient magnitude, which
+    cancels the blur and contrast differences between photos.
+    """
+    lum = _luminance(crops)
+    gy = np.zeros_like(lum)
+    gx = np.zeros_like(lum)
+    gy[:, 1:-1] = np.abs(lum[:, 2:] - lum[:, :-2]) / 2
+    gx[:, :, 1:-1] = np.abs(lum[:, :, 2:] - lum[:, :, :-2]) / 2
+    reference = np.hypot(_region(gx, FACE), _region(gy, FACE)).mean(axis=(1, 2)) + 1.0
+    bridge = _region(gy, BRIDGE)
+    columns = (
+        bridge.mean(axis=2).max(axis=1),
+        bridge.mean(axis=(1, 2)),
+        _region(gy, RIM_LEFT).mean(axis=2).max(axis=1),
+        _region(gy, RIM_RIGHT).mean(axis=2).max(axis=1),
+        _region(gx, TEMPLE_LEFT).mean(axis=1).max(axis=1),
+        _region(gx, TEMPLE_RIGHT).mean(axis=1).max(axis=1),
+    )
+    return np.log((np.stack(columns, axis=1) + 1.0) / reference[:, None])
+
+
+def eye_band_darkness(crops: np.ndarray) -> np.ndarray:
+    """(N,) mean luminance of the eye boxes over that of nose and cheeks (low = dark lenses)."""
+    lum = _luminance(crops)
+    eyes = np.mean([_region(lum, box).mean(axis=(1, 2)) for box in EYES], axis=0)
+    skin = np.median([_region(lum, box).mean(axis=(1, 2)) for box in SKIN], axis=0)
+    return eyes / np.maximum(skin, 1.0)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+def linear(features: np.ndarray, model: dict[str, Any]) -> np.ndarray:
+    """Logit of a standardised logistic model stored as {mean, scale, weights, bias}."""
+    z = (features - np.asarray(model["mean"])) / np.asarray(model["scale"])
+    return z @ np.asarray(model["weights"]) + float(model["bias"])
+
+
+@cache
+def coefficients() -> dict[str, Any]:
+    """The fitted numbers, read once (a few KB)."""
+    return json.loads(COEFFICIENTS.read_text())
+
+
+def eyeglass_logit(
+    crops: np.ndarray, embeddings: np.ndarray, model: dict[str, Any] | None = None
+) -> np.ndarray:
+    """Stacked eyeglass logit: frame edges plus the embedding classifier's logit."""
+    model = model or coefficients()["eyeglass"]
+    embedding_logit = linear(np.asarray(embeddings, np.float64), model["embedding"])
+    features = np.column_stack([edge_features(crops), embedding_logit])
+    return linear(features, model["combined"])
+
+
+def sunglass_probability(
+    eyeglass: np.ndarray, darkness: np.ndarray, rule: dict[str, Any]
+) -> np.ndarray:
+    """P(glasses) times a ramp that is 1/2 at `darkness_half` and steepens with `darkness_width`."""
+    ramp = sigmoid((float(rule["darkness_half"]) - darkness) / float(rule["darkness_width"]))
+    return eyeglass * ramp
+
+
 def fitted_attributes(faces: list[FaceEvidence]) -> list[dict[str, int]]:
-    """Integer 0..100 scores per face (e.g. smile, eyeglass, sunglass); none fitted yet."""
-    return [{} for _ in faces]
+    """Integer scores per face: smile 1..100, eyeglass and sunglass 0..100 (>= 50 means yes)."""
+    if not faces:
+        return []
+    model = coefficients()
+    crops = np.stack([face.crop for face in faces])
+    landmarks = np.stack([face.landmarks106 for face in faces])
+    embeddings = np.stack([face.embedding for face in faces])
+    smile = sigmoid(linear(smile_features(landmarks), model["smile"]))
+    eyeglass = sigmoid(eyeglass_logit(crops, embeddings, model["eyeglass"]))
+    sunglass = sunglass_probability(eyeglass, eye_band_darkness(crops), model["sunglass"])
+    return [
+        {
+            "smile": int(np.clip(round(100 * s), 1, 100)),
+            "eyeglass": int(np.clip(round(100 * e), 0, 100)),
+            "sunglass": int(np.clip(round(100 * g), 0, 100)),
+        }
+        for s, e, g in zip(smile, eyeglass, sunglass, strict=True)
+    ]
