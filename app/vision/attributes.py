@@ -8,7 +8,8 @@ held-out accuracy and AUC; docs/attributes.md has the figures and the method.
 
 - smile (1..100, degree of smile): logistic model on mouth geometry from the 106 points, every
   length divided by the inter-pupil distance: mouth width, corner lift (against the upper-lip
-  centre and against the nose tip) and the inner and outer lip opening.
+  centre and against the nose tip), the inner and outer lip opening and the 20 lip points about
+  their centroid; stacked with the logit of a 512-d logistic classifier on the embedding.
 - eyeglass (0..100, >= 50 means glasses, sunglasses included since MTFL labels both as glasses):
   logistic model over (a) edge measures of the aligned crop where frames sit (the bridge between
   the eyes, the lower rims, the temples), each relative to the face's overall edge energy so that
@@ -44,7 +45,15 @@ UPPER_LIP_INNER, LOWER_LIP_INNER = 62, 60
 LEFT_PUPIL, RIGHT_PUPIL = 38, 88
 NOSE_TIP = 86
 
-SMILE_FEATURES = ("width", "lift_lip", "lift_nose", "open_inner", "open_outer")
+MOUTH = tuple(range(52, 72))  # the 20 lip contour points
+SMILE_FEATURES = (
+    "width",
+    "lift_lip",
+    "lift_nose",
+    "open_inner",
+    "open_outer",
+    *(f"mouth{i}_{axis}" for i in MOUTH for axis in "xy"),
+)
 EDGE_FEATURES = ("bridge", "bridge_mean", "rim_left", "rim_right", "temple_left", "temple_right")
 
 # Regions of the 112x112 ArcFace crop as (top, bottom, left, right); the template puts the eyes
@@ -72,9 +81,11 @@ class FaceEvidence:
 
 
 def smile_features(landmarks106: np.ndarray) -> np.ndarray:
-    """(N, 5) mouth geometry in inter-pupil distances, columns as SMILE_FEATURES.
+    """(N, 45) mouth geometry in inter-pupil distances, columns as SMILE_FEATURES.
 
-    Lift is positive when the corners sit above the reference (image y grows downwards).
+    Five named measures (lift is positive when the corners sit above the reference; image y
+    grows downwards), then the 20 lip points relative to their centroid, which carry the shape
+    of the lips (the named measures alone reach AUC 0.89 held out, with the points 0.91).
     """
     p = np.asarray(landmarks106, np.float64)
     ipd = np.linalg.norm(p[:, LEFT_PUPIL] - p[:, RIGHT_PUPIL], axis=1).clip(1e-6)
@@ -86,7 +97,8 @@ def smile_features(landmarks106: np.ndarray) -> np.ndarray:
         np.linalg.norm(p[:, UPPER_LIP_INNER] - p[:, LOWER_LIP_INNER], axis=1),
         np.linalg.norm(p[:, UPPER_LIP_OUTER] - p[:, LOWER_LIP_OUTER], axis=1),
     )
-    return np.stack(columns, axis=1) / ipd[:, None]
+    lips = p[:, MOUTH] - p[:, MOUTH].mean(axis=1, keepdims=True)
+    return np.column_stack([np.stack(columns, axis=1), lips.reshape(len(p), -1)]) / ipd[:, None]
 
 
 def _luminance(crops: np.ndarray) -> np.ndarray:
@@ -148,14 +160,17 @@ def coefficients() -> dict[str, Any]:
     return json.loads(COEFFICIENTS.read_text())
 
 
-def eyeglass_logit(
-    crops: np.ndarray, embeddings: np.ndarray, model: dict[str, Any] | None = None
+def stacked_logit(
+    features: np.ndarray, embeddings: np.ndarray, model: dict[str, Any]
 ) -> np.ndarray:
-    """Stacked eyeglass logit: frame edges plus the embedding classifier's logit."""
-    model = model or coefficients()["eyeglass"]
+    """Logit of the combined model over hand-made features plus the embedding classifier's logit.
+
+    The embedding carries identity-level cues (frames worn in most photos, a smiling face's
+    cheeks) that the local measures miss; stacking its logit as one more feature keeps the
+    combination small and lets the fit weigh the two.
+    """
     embedding_logit = linear(np.asarray(embeddings, np.float64), model["embedding"])
-    features = np.column_stack([edge_features(crops), embedding_logit])
-    return linear(features, model["combined"])
+    return linear(np.column_stack([features, embedding_logit]), model["combined"])
 
 
 def sunglass_probability(
@@ -174,8 +189,8 @@ def fitted_attributes(faces: list[FaceEvidence]) -> list[dict[str, int]]:
     crops = np.stack([face.crop for face in faces])
     landmarks = np.stack([face.landmarks106 for face in faces])
     embeddings = np.stack([face.embedding for face in faces])
-    smile = sigmoid(linear(smile_features(landmarks), model["smile"]))
-    eyeglass = sigmoid(eyeglass_logit(crops, embeddings, model["eyeglass"]))
+    smile = sigmoid(stacked_logit(smile_features(landmarks), embeddings, model["smile"]))
+    eyeglass = sigmoid(stacked_logit(edge_features(crops), embeddings, model["eyeglass"]))
     sunglass = sunglass_probability(eyeglass, eye_band_darkness(crops), model["sunglass"])
     return [
         {
