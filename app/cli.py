@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.config import get_settings
 from app.db.migrate import upgrade
-from app.db.models import Account
+from app.db.models import Account, as_utc
 from app.db.session import session_scope
 from app.services.accounts import RateLimit, create_account, parse_quota
 
@@ -52,7 +52,7 @@ def cmd_account_list(_args: argparse.Namespace) -> int:
                         "api_id": account.api_id,
                         "name": account.name,
                         "rate_limit": account.rate_limit,
-                        "expires_at": account.expires_at.isoformat()
+                        "expires_at": as_utc(account.expires_at).isoformat()
                         if account.expires_at
                         else None,
                         "disabled": account.disabled,

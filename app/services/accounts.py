@@ -11,7 +11,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -85,7 +85,8 @@ def create_account(
         secret_salt=salt,
         secret_hash=hash_secret(salt, secret),
         rate_limit=rate_limit,
-        expires_at=expires_at,
+        # Stored in UTC: SQLite keeps no offset, and every reader treats stored times as UTC.
+        expires_at=expires_at.astimezone(UTC) if expires_at else None,
         allowed_endpoints=allowed_endpoints,
         **{f"quota_{key}": value for key, value in quota.items()},
     )
