@@ -1,0 +1,151 @@
+"""In-process benchmark of `app.index.vectors.VectorIndex` on synthetic faces.
+
+The base is N random unit vectors (ids 0..N-1). "Genuine" queries are a base face plus gaussian
+noise, renormalised, so each has one true match at cosine ~0.7 like a second photo of the same
+person; "stranger" queries are pure random vectors. Recall@1 is measured against brute-force
+search over the same faces. The index is built once, snapshotted, and all later figures are
+taken on the index loaded back from the snapshot, as a restarted server would see it.
+
+    .venv/bin/python bench/index_search.py --n 200000      # quick
+    .venv/bin/python bench/index_search.py                 # 1M faces, several minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from app.index.vectors import VectorIndex, recall_at_1
+
+DIM = 512
+NOISE = 0.045  # per-dimension sigma: cosine(query, true match) ~ 1/sqrt(1 + 512 * 0.045**2) ~ 0.7
+
+
+def unit_vectors(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.standard_normal((n, DIM), dtype=np.float32)
+    faiss.normalize_L2(x)
+    return x
+
+
+def genuine_queries(rng: np.random.Generator, base: np.ndarray, n: int) -> np.ndarray:
+    q = base[rng.choice(len(base), n, replace=False)]
+    q += rng.standard_normal(q.shape, dtype=np.float32) * NOISE
+    faiss.normalize_L2(q)
+    return q
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def load_average() -> str:
+    """Other processes on a shared machine skew every timing here; print it with them."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def latencies_ms(index: VectorIndex, queries: np.ndarray, k: int) -> np.ndarray:
+    out = np.empty(len(queries))
+    for i in range(len(queries)):
+        t = time.perf_counter()
+        index.search(queries[i : i + 1], k)
+        out[i] = (time.perf_counter() - t) * 1e3
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000, help="faces in the index")
+    ap.add_argument("--ef-search", default="128,256,384,512", help="efSearch values to sweep")
+    ap.add_argument("--queries", type=int, default=1000, help="single queries timed per setting")
+    ap.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()), help="snapshot dir")
+    args = ap.parse_args()
+
+    print(f"machine: {platform.platform()} | {cpu_model()} | {os.cpu_count()} cores")
+    print(
+        f"faiss {faiss.__version__}, omp threads {faiss.omp_get_max_threads()}, "
+        f"gpus {faiss.get_num_gpus()}, numpy {np.__version__}, load avg {load_average()}"
+    )
+    rng = np.random.default_rng(0)
+    base = unit_vectors(rng, args.n)
+    ids = np.arange(args.n, dtype=np.int64)
+
+    index = VectorIndex(DIM)
+    t = time.perf_counter()
+    for start in range(0, args.n, 100_000):
+        index.add(ids[start : start + 100_000], base[start : start + 100_000])
+    print(
+        f"build: {time.perf_counter() - t:.1f} s for {args.n:,} faces "
+        f"(kind={index.kind}, M={index.hnsw_m}, efConstruction={index.ef_construction}, "
+        f"load avg {load_average()})"
+    )
+
+    snapshot = args.dir / f"index_search_{args.n}.fvi"
+    t = time.perf_counter()
+    index.save(snapshot, {"seq": args.n})
+    size = snapshot.stat().st_size
+    print(
+        f"snapshot write: {time.perf_counter() - t:.1f} s, {size / 2**20:.0f} MiB "
+        f"({size / args.n:.0f} B/face)"
+    )
+    del index
+    gc.collect()
+
+    rss0 = rss_bytes()
+    t = time.perf_counter()
+    index, meta = VectorIndex.load(snapshot)
+    load_s = time.perf_counter() - t
+    rss1 = rss_bytes()
+    print(
+        f"snapshot load: {load_s:.1f} s (meta {meta}); memory: "
+        f"{(rss1 - rss0) / args.n:.0f} B/face RSS delta ({(rss1 - rss0) / 2**20:.0f} MiB)"
+    )
+
+    extra = unit_vectors(rng, 10_000)
+    t = time.perf_counter()
+    index.add(np.arange(args.n, args.n + 10_000), extra)
+    index.remove(np.arange(args.n, args.n + 10_000))
+    print(
+        f"replay: add 10k + remove 10k in {time.perf_counter() - t:.1f} s "
+        f"(tombstones {index.tombstones}, kind {index.kind})"
+    )
+
+    genuine = genuine_queries(rng, base, 200)
+    strangers = unit_vectors(rng, 20)
+    timed = genuine_queries(rng, base, args.queries)
+    scores, _ = index.search_exact(genuine, 1)
+    print(f"genuine queries: cosine to true match mean {scores[:, 0].mean():.3f}")
+    for ef in (int(v) for v in args.ef_search.split(",")):
+        index.ef_search = ef
+        lat = latencies_ms(index, timed, 10)
+        print(
+            f"efSearch {ef:4d}: recall@1 genuine {recall_at_1(index, genuine):.3f}, "
+            f"strangers {recall_at_1(index, strangers):.2f}; single-query k=10 latency "
+            f"p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms "
+            f"(load avg {load_average()})"
+        )
+    snapshot.unlink()
+
+
+if __name__ == "__main__":
+    main()
