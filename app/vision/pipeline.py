@@ -98,7 +98,11 @@ class FaceAnalyzer:
 
     def detect(self, rgb: np.ndarray) -> Detections:
         """Boxes, scores and 5 keypoints only, sorted by box area, largest first."""
-        found = self.detector.detect(_as_image(rgb))
+        return self._detect(_as_image(rgb))
+
+    def _detect(self, image: Image.Image) -> Detections:
+        """`detect` on an image already wrapped, so `analyze` copies the pixels into PIL once."""
+        found = self.detector.detect(image)
         areas = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
         return found.take(np.argsort(-areas, kind="stable"))
 
@@ -109,7 +113,7 @@ class FaceAnalyzer:
         rules only when `attributes` is set, since they cost extra model runs.
         """
         image = _as_image(rgb)
-        found = self.detect(rgb)
+        found = self._detect(image)
         if len(found) == 0:
             return []
         landmarks = self.landmarker.predict(image, found.boxes)

@@ -2,8 +2,9 @@
 
 The graph takes any input whose sides are multiples of 32, so each pass resizes the image to fit
 `input_size` on its long side and pads only up to the next multiple of 32 (no square padding).
-One pass at 640 misses a face that fills the frame; a coarse pass (~256) finds it but loses small
-faces, hence `detect` runs both and merges them with one NMS.
+The fine pass misses a face larger than ~430 px in its input (a frame-filling face at 640); a
+coarse pass (~256) finds it but loses small faces, hence `detect` adds the coarse pass, merged by
+one NMS, whenever the fine input is large enough to hold such a face.
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ class SCRFD:
     def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
-        self.mean = np.asarray(options.get("mean", [127.5] * 3), np.float32)
-        self.std = np.asarray(options.get("std", [128.0] * 3), np.float32)
+        # Shaped to broadcast over a (1, 3, H, W) blob, in the model's channel order.
+        self.mean = np.asarray(options.get("mean", [127.5] * 3), np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(options.get("std", [128.0] * 3), np.float32).reshape(1, 3, 1, 1)
+        self.inv_std = 1.0 / std
         self.bgr = options.get("colour_order", "RGB").upper() == "BGR"
         self.input_size = int(options.get("input_size", 640))
         self.coarse_input_size = int(options.get("coarse_input_size", 256))
+        self.single_pass_max_size = int(options.get("single_pass_max_size", 416))
         self.multiple = int(options.get("size_multiple", 32))
         self.strides = tuple(int(s) for s in options.get("strides", (8, 16, 32)))
         self.anchors = int(options.get("anchors_per_location", 2))
@@ -65,12 +69,19 @@ class SCRFD:
         """Input sizes of the passes for an image: fine (at most native size) and coarse.
 
         Small images are not blown up to `input_size`: a face under ~12 px is useless for
-        recognition anyway, and a 640 pass costs three times a native 300 px one. When the
-        fine pass is already as coarse as the coarse one, it alone suffices.
+        recognition anyway, and a 640 pass costs three times a native 300 px one. The coarse pass
+        only recovers faces too large for the fine one, so it runs only when the fine input can
+        hold one: with the fine input at most `single_pass_max_size` (416) the fine pass alone
+        found frame-filling faces of 13 photos (yaoming.jpg and 12 CelebA, tight crops resized
+        to 384-416 px: lowest score 0.65), and failed on all of them from 480 px (face > ~430
+        px). Typical photos (<= 416 px) thus skip the coarse pass; on 1000 CelebA photos that
+        lost 2 of 1088 faces, both partial background faces found only by the coarse pass.
         """
         native = -(-max(width, height) // self.multiple) * self.multiple
         fine = min(self.input_size, native)
-        return (fine,) if fine <= self.coarse_input_size else (fine, self.coarse_input_size)
+        if fine <= max(self.single_pass_max_size, self.coarse_input_size):
+            return (fine,)
+        return (fine, self.coarse_input_size)
 
     def detect(self, image: Image.Image) -> Detections:
         """Faces found by the fine and coarse passes, merged across passes by NMS."""
@@ -90,18 +101,31 @@ class SCRFD:
         return self.postprocess(outputs, blob.shape[2], blob.shape[3], scale)
 
     def preprocess(self, image: Image.Image, input_size: int) -> tuple[np.ndarray, float]:
+        """NCHW float32 blob of `image` scaled to `input_size` on its long side, and the scale.
+
+        Resizing happens on uint8 pixels (PIL); the pixels are then written once, transposed,
+        into a fresh blob and normalised in place over the whole contiguous blob, the padding
+        pre-filled with the mean so that it reads as zero, as in the training letterbox. About
+        1 ms less per pass than the former float32 canvas with its temporaries. The blob is
+        allocated per call rather than reused: analyses may run concurrently, and allocating
+        costs ~0.05 ms. The image is stretched to `input_size` even when it would fit by padding
+        alone: padding 400 px photos to 416 instead found 518 faces against 524 on 500 CelebA
+        photos.
+        """
         width, height = image.size
         scale = input_size / max(width, height)
         new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-        resized = np.asarray(image.resize((new_w, new_h), Image.Resampling.BILINEAR), np.float32)
+        if (new_w, new_h) != (width, height):
+            image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+        pixels = np.asarray(image).transpose(2, 0, 1)
         pad_h = -(-new_h // self.multiple) * self.multiple
         pad_w = -(-new_w // self.multiple) * self.multiple
-        canvas = np.zeros((pad_h, pad_w, 3), np.float32)
-        # Padding must read as zero after normalisation, as in the training letterbox.
-        canvas[:] = self.mean
-        canvas[:new_h, :new_w] = resized[..., ::-1] if self.bgr else resized
-        blob = ((canvas - self.mean) / self.std).transpose(2, 0, 1)[None]
-        return np.ascontiguousarray(blob), scale
+        blob = np.empty((1, 3, pad_h, pad_w), np.float32)
+        blob[...] = self.mean
+        blob[0, :, :new_h, :new_w] = pixels[::-1] if self.bgr else pixels
+        np.subtract(blob, self.mean, out=blob)
+        np.multiply(blob, self.inv_std, out=blob)
+        return blob, scale
 
     def _anchor_centres(self, height: int, width: int, stride: int) -> np.ndarray:
         key = (height, width, stride)

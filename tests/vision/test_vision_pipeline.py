@@ -54,16 +54,39 @@ def test_landmarks21_lie_in_the_box(analyzer: FaceAnalyzer, photo: Photo) -> Non
     assert points[7, 0] < points[10, 0]
 
 
-def test_frame_filling_face_is_found(analyzer: FaceAnalyzer, photo: Photo) -> None:
-    rgb = photo("yaoming.jpg")
+def tight_face_crop(analyzer: FaceAnalyzer, rgb: np.ndarray, size: int) -> np.ndarray:
+    """The photo's one face cropped to a square around its box, resized to `size`."""
     (face,) = analyzer.analyze(rgb)
     x1, y1, x2, y2 = face.box
     side = max(x2 - x1, y2 - y1)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     box = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
-    crop = np.asarray(Image.fromarray(rgb).crop(box).resize((112, 112)))
-    (small,) = analyzer.analyze(crop)
+    return np.asarray(Image.fromarray(rgb).crop(box).resize((size, size)))
+
+
+def test_frame_filling_face_is_found(analyzer: FaceAnalyzer, photo: Photo) -> None:
+    rgb = photo("yaoming.jpg")
+    (face,) = analyzer.analyze(rgb)
+    (small,) = analyzer.analyze(tight_face_crop(analyzer, rgb, 112))
     assert float(small.embedding @ face.embedding) > 0.5
+
+
+def test_coarse_pass_only_where_the_fine_pass_misses_big_faces(analyzer: FaceAnalyzer) -> None:
+    """A typical 400 px photo costs one pass; a larger one may hold a face too big for it."""
+    detector = analyzer.detector
+    assert detector.pass_sizes(267, 400) == (416,)
+    assert detector.pass_sizes(500, 665) == (640, 256)
+
+
+@pytest.mark.parametrize("size", [416, 640])
+def test_face_filling_a_large_frame_is_found(
+    analyzer: FaceAnalyzer, photo: Photo, size: int
+) -> None:
+    """416 px is the largest frame left to the fine pass alone; at 640 the coarse pass runs."""
+    rgb = photo("yaoming.jpg")
+    (face,) = analyzer.analyze(rgb)
+    (big,) = analyzer.analyze(tight_face_crop(analyzer, rgb, size))
+    assert float(big.embedding @ face.embedding) > 0.5
 
 
 def test_same_person_is_closer_than_different(analyzer: FaceAnalyzer, celeba: Photo) -> None:
