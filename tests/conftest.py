@@ -82,9 +82,7 @@ def _forget_process_state() -> None:
 
 
 @pytest.fixture
-def configured(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
+def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Point the settings at the backend under test for the duration of one test."""
     monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
     monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
