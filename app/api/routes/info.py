@@ -36,37 +36,26 @@ def _page(params: Params) -> tuple[int | None, int]:
     return limit, params.integer("offset", default=0, lo=0, hi=2**31 - 1)
 
 
-@router.api_route("/info/list_persons", methods=["GET", "POST"])
-def list_persons(caller: CallerDep) -> dict:
+def _list(caller: CallerDep, model: type[Person | Group | Faceset], key: str, id_key: str) -> dict:
     limit, offset = _page(caller.params)
     with session_scope() as db:
-        rows = listing(db, Person, caller.account.id, limit, offset)
-    return {
-        "status": "OK",
-        "persons": [{"person_id": row.public_id, "name": row.name} for row in rows],
-    }
+        rows = listing(db, model, caller.account.id, limit, offset)
+    return {"status": "OK", key: [{id_key: row.public_id, "name": row.name} for row in rows]}
+
+
+@router.api_route("/info/list_persons", methods=["GET", "POST"])
+def list_persons(caller: CallerDep) -> dict:
+    return _list(caller, Person, "persons", "person_id")
 
 
 @router.api_route("/info/list_groups", methods=["GET", "POST"])
 def list_groups(caller: CallerDep) -> dict:
-    limit, offset = _page(caller.params)
-    with session_scope() as db:
-        rows = listing(db, Group, caller.account.id, limit, offset)
-    return {
-        "status": "OK",
-        "groups": [{"group_id": row.public_id, "name": row.name} for row in rows],
-    }
+    return _list(caller, Group, "groups", "group_id")
 
 
 @router.api_route("/info/list_facesets", methods=["GET", "POST"])
 def list_facesets(caller: CallerDep) -> dict:
-    limit, offset = _page(caller.params)
-    with session_scope() as db:
-        rows = listing(db, Faceset, caller.account.id, limit, offset)
-    return {
-        "status": "OK",
-        "facesets": [{"faceset_id": row.public_id, "name": row.name} for row in rows],
-    }
+    return _list(caller, Faceset, "facesets", "faceset_id")
 
 
 @router.api_route("/info/person", methods=["GET", "POST"])
