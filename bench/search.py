@@ -187,7 +187,15 @@ def main() -> None:
     print(f"machine: {machine()}")
     work = Path(tempfile.mkdtemp(prefix="facesrv-bench-search-"))
     database_url = args.database_url or f"sqlite:///{work / 'facesrv.db'}"
-    env = {**os.environ, "FACESRV_DATA_DIR": str(work), "FACESRV_DATABASE_URL": database_url}
+    from app.config import Settings
+
+    env = {
+        **os.environ,
+        "FACESRV_DATA_DIR": str(work),
+        "FACESRV_DATABASE_URL": database_url,
+        # The installed model pack stays where it is; only the data moves to the temporary folder.
+        "FACESRV_MODELS_DIR": str(Settings.from_env().models_dir),
+    }
     os.environ.update(env)
     print(f"faceset of {args.n:,} synthetic faces in {database_url.split(':')[0]}")
     api_id, secret, faceset_id, probe_ids, probes, vectors = populate(
