@@ -29,15 +29,31 @@ def _number(confidence: float) -> float | int:
 
 
 def _respond(
-    caller: Caller, endpoint: str, args: dict, run: Callable[[Account, dict], dict], size: int = 0
+    caller: Caller,
+    endpoint: str,
+    args: dict,
+    run: Callable[[Account, dict], dict],
+    collections: tuple[list[str], list[str]] = ([], []),
 ) -> dict | ApiResponse:
+    """Run now, or as a task when asked to or when the named facesets and groups are too big.
+
+    `collections` (faceset ids, group ids) are only counted when the operator set a threshold:
+    counting a million-face faceset on every search would cost more than the search.
+    """
     threshold = get_settings().async_threshold
-    if caller.params.flag("async") or (threshold and size > threshold):
+    if caller.params.flag("async") or (threshold and _work_size(caller, *collections) > threshold):
         account = caller.account
         task = tasks.submit(account.id, endpoint, args, lambda: run(account, args))
         body = {"status": "OK", "task_id": task.public_id, "task_status": "pending"}
         return ApiResponse(body, status_code=202)
     return run(caller.account, args)
+
+
+def _work_size(caller: Caller, faceset_ids: list[str], group_ids: list[str]) -> int:
+    with session_scope() as db:
+        return sum(
+            matching.work_size(db, caller.account, faceset_id, None) for faceset_id in faceset_ids
+        ) + sum(matching.work_size(db, caller.account, None, group_id) for group_id in group_ids)
 
 
 def _verification_body(result: Verification, other_key: str, other_id: str) -> dict:
@@ -101,9 +117,8 @@ def face_search(caller: CallerDep) -> dict | ApiResponse:
     }
     if args["faceset_id"] is None and args["face_ids"] is None:
         raise invalid_argument("must specify 'face_ids' or 'faceset_id' argument")
-    with session_scope() as db:
-        size = matching.work_size(db, caller.account, args["faceset_id"], None)
-    return _respond(caller, "/face/search", args, run_search, size)
+    facesets = [args["faceset_id"]] if args["faceset_id"] else []
+    return _respond(caller, "/face/search", args, run_search, (facesets, []))
 
 
 def run_identification(account: Account, args: dict) -> dict:
@@ -128,9 +143,9 @@ def face_identification(caller: CallerDep) -> dict | ApiResponse:
         "group_id": params.text("group_id", required=True),
         "top": params.integer("top", default=2, lo=1, hi=5),
     }
-    with session_scope() as db:
-        size = matching.work_size(db, caller.account, None, args["group_id"])
-    return _respond(caller, "/face/identification", args, run_identification, size)
+    return _respond(
+        caller, "/face/identification", args, run_identification, ([], [args["group_id"]])
+    )
 
 
 def run_training(account: Account, args: dict) -> dict:
@@ -151,11 +166,5 @@ def face_training(caller: CallerDep) -> dict | ApiResponse:
             "must specify at least one of 'face_id', 'person_id', "
             "'faceset_id' or 'group_id' argument"
         )
-    with session_scope() as db:
-        size = sum(
-            matching.work_size(db, caller.account, faceset_id, None)
-            for faceset_id in args["faceset_id"]
-        ) + sum(
-            matching.work_size(db, caller.account, None, group_id) for group_id in args["group_id"]
-        )
-    return _respond(caller, "/face/training", args, run_training, size)
+    collections = (args["faceset_id"], args["group_id"])
+    return _respond(caller, "/face/training", args, run_training, collections)
