@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import get_settings
+from app.services.indexes import get_registry
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_bytes, celeba_identities
 
@@ -94,9 +97,18 @@ def test_verification_errors(
     assert missing["_code"] == 400 and missing["status"] == "INVALID_ARGUMENT"
 
 
+@pytest.mark.parametrize("exact_max", ["50000", "0"], ids=["exact", "code-scan"])
 def test_search_in_a_faceset(
-    client: TestClient, account: Credentials, people: dict[str, list[str]]
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    exact_max: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Both index kinds: exact search, and the sign-code scan used past EXACT_INDEX_MAX."""
+    monkeypatch.setenv("FACESRV_EXACT_INDEX_MAX", exact_max)
+    get_settings.cache_clear()
+    get_registry.cache_clear()
     faces = [face for trio in people.values() for face in trio[:2]]
     faceset = post(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
     query = faces[0]
@@ -231,6 +243,30 @@ def test_training_checks_every_id(
     ]:
         assert post(client, account, "/face/training", **{key: [unknown]})["status"] == status
     assert post(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_an_unreadable_snapshot_is_rebuilt_from_the_store(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    damage: str,
+    tmp_path: Path,
+) -> None:
+    a1, a2, _ = next(iter(people.values()))
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    (snapshot,) = (tmp_path / "data" / "index").glob("faceset-*.faiss")
+    data = snapshot.read_bytes()
+    snapshot.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * 4096)
+    get_registry.cache_clear()  # as after a restart
+
+    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=2)
+    assert body["_code"] == 200
+    assert [c["face_id"] for c in body["candidates"]] == [a2, a1]
+    assert not snapshot.exists(), "the damaged snapshot is dropped"
+    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    assert snapshot.exists()
 
 
 def test_accounts_do_not_see_each_other(

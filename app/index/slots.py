@@ -1,7 +1,8 @@
 """The table from faiss positions ("slots") to face ids, with tombstones.
 
-faiss HNSW cannot delete, and an id-keyed wrapper (IndexIDMap2) would return a stale vector of
-a face that was removed and then added again under the same id. So the index never hands faiss
+faiss flat indexes delete only by compacting all that follows (O(n) a call), and an id-keyed
+wrapper (IndexIDMap2) would return a stale vector of a face that was removed and then added again
+under the same id. So the index never hands faiss
 our ids: faiss sees only slots 0..n-1 in insertion order, this table maps them to face ids, and
 a removed (or replaced) face just marks its slot dead. Searches skip dead slots through a faiss
 bitmap selector, so a removed id can never come back; compaction (a rebuild from the live

@@ -3,12 +3,24 @@
 The store is the source of truth; this index is derived from it and can always be rebuilt, so
 it knows nothing but int64 face ids and 512-d float32 L2-normalised vectors.
 
-Small collections use exact search (faiss IndexFlatIP, the true inner product, so a face
-matched against itself scores 1.0). Past `exact_max` live faces the index rebuilds itself as
-HNSW, because flat search costs ~0.2 ms per 1,000 faces a query (200 ms at 1M). HNSW keeps its
-vectors uncompressed (IndexHNSWFlat): scores stay exact inner products and recall stays high,
-at ~2.3 KB a face. Removal works through tombstones (see `slots.py`); the switch to HNSW and
-the compaction of tombstones rebuild the faiss index without blocking searches.
+Every vector is kept in a faiss IndexFlatIP, so scores are always true inner products and a
+face matched against itself scores 1.0. Small collections are searched exactly on it. Past
+`exact_max` live faces exact search gets too slow (~0.2 ms per 1,000 faces a query: 200 ms at
+1M), so the index adds a 64-byte sign code per face (`SignCoder`) and a search becomes:
+
+1. scan the codes for the `rerank` nearest in Hamming distance (faiss IndexBinaryFlat: 64 MB at
+   1M faces, ~9 ms on one core), then
+2. re-rank those candidates by their exact inner product with the query and keep the top k.
+
+The Hamming distance between two codes estimates the angle between the vectors (each bit
+differs with probability angle / pi), so a face's true best match sits far up the code
+ranking unless the best matches are all nearly as poor as a random face, and step 2 returns
+exact scores for whatever it finds. Unlike a graph index (HNSW, which reached only 0.58-0.87
+recall@1 at 1M faces here, and took 24 minutes to build), the codes cost nothing to build
+(~1 s per 1M faces, also on every restart), every face is scanned, and removal is a bitmap.
+
+Removal works through tombstones (see `slots.py`); the switch between kinds and the
+compaction of tombstones rebuild the index without blocking searches.
 
 Single queries run on one core (faiss parallelises over queries, not within one), so the
 OpenMP thread count (faiss default: all cores) matters only to batch adds, rebuilds and batch
@@ -32,10 +44,36 @@ from app.index.rwlock import RWLock
 from app.index.slots import SlotTable
 
 EXACT = "exact"
-HNSW = "hnsw"
+HAMMING = "hamming"
 
-_MAGIC = b"FSVIDX01"
+_MAGIC = b"FSVIDX02"
 _TRAILER = struct.Struct("<Q8s")
+_ENCODE_CHUNK = 65_536
+
+
+class SignCoder:
+    """One bit per dimension: the signs of the vector after a fixed random rotation.
+
+    Without the rotation the bits would be the signs of the raw coordinates, which carry
+    unequal information in real embeddings (some coordinates are mostly positive); a random
+    rotation makes every bit a random hyperplane, so the Hamming distance of two codes is
+    dim x angle / pi in expectation whatever the embedding model (SimHash). The seed is fixed
+    so that codes are reproducible, but they are never stored: snapshots hold the vectors.
+    """
+
+    def __init__(self, dim: int, seed: int = 20261121) -> None:
+        gaussian = np.random.default_rng(seed).standard_normal((dim, dim))
+        q, r = np.linalg.qr(gaussian)
+        self.rotation = np.ascontiguousarray(q * np.sign(np.diag(r)), dtype=np.float32)
+        self.code_size = dim // 8
+
+    def encode(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) float32 -> (n, dim / 8) uint8, in chunks to bound the temporary memory."""
+        codes = np.empty((len(vectors), self.code_size), np.uint8)
+        for start in range(0, len(vectors), _ENCODE_CHUNK):
+            rotated = vectors[start : start + _ENCODE_CHUNK] @ self.rotation
+            codes[start : start + len(rotated)] = np.packbits(rotated > 0, axis=1)
+        return codes
 
 
 class VectorIndex:
@@ -43,7 +81,7 @@ class VectorIndex:
 
     Any number of threads may search at once while others apply changes: searches share a
     read lock (faiss releases the GIL), changes take the write lock. A change that triggers a
-    rebuild returns once the rebuild is done (seconds at 50k faces, minutes at 1M).
+    rebuild returns once the rebuild is done (about a second per 1M faces).
     """
 
     def __init__(
@@ -51,24 +89,22 @@ class VectorIndex:
         dim: int = 512,
         *,
         exact_max: int = 50_000,
-        hnsw_m: int = 32,
-        ef_construction: int = 64,
-        ef_search: int = 384,
+        rerank: int = 256,
         max_tombstone_fraction: float = 0.25,
     ) -> None:
         self.dim = dim
         self.exact_max = exact_max
-        self.hnsw_m = hnsw_m
-        self.ef_construction = ef_construction
-        # Read at each HNSW search, so it can be tuned on a live index (higher: better recall,
-        # slower). Ignored by exact search.
-        self.ef_search = ef_search
+        # Candidates re-ranked exactly per query of a HAMMING index (at least k). Read at each
+        # search, so it can be tuned on a live index: higher finds more of the true top-k of
+        # weak queries, at ~1 us a candidate.
+        self.rerank = rerank
         self.max_tombstone_fraction = max_tombstone_fraction
         self._lock = RWLock()
         self._rebuilding = threading.Lock()
         self._gpus = faiss.get_num_gpus()
-        self._kind = EXACT
-        self._index = self._new_faiss(EXACT)
+        self._coder = SignCoder(dim)
+        self._flat = faiss.IndexFlatIP(dim)
+        self._codes: faiss.IndexBinaryFlat | None = None  # present iff kind is HAMMING
         self._slots = SlotTable()
         self._device_index: faiss.Index | None = None
 
@@ -78,20 +114,17 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """Either EXACT ("exact") or HNSW ("hnsw")."""
-        return self._kind
+        """Either EXACT ("exact") or HAMMING ("hamming": code scan plus exact re-rank)."""
+        return EXACT if self._codes is None else HAMMING
 
     @property
     def device(self) -> str:
-        """Where searches run: "gpu" for exact search when faiss sees a GPU, else "cpu".
-
-        faiss has no GPU HNSW, and a GPU flat index only pays off for exact search.
-        """
-        return "gpu" if self._kind == EXACT and self._gpus > 0 else "cpu"
+        """Where searches run: "gpu" for exact search when faiss sees a GPU, else "cpu"."""
+        return "gpu" if self.kind == EXACT and self._gpus > 0 else "cpu"
 
     @property
     def tombstones(self) -> int:
-        """Removed faces still occupying the faiss index until the next compaction."""
+        """Removed faces still occupying the faiss indexes until the next compaction."""
         return self._slots.dead
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -99,7 +132,9 @@ class VectorIndex:
         ids, vectors = _check_batch(ids, vectors, self.dim)
         with self._lock.write():
             self._slots.kill(ids)
-            self._index.add(vectors)
+            self._flat.add(vectors)
+            if self._codes is not None:
+                self._codes.add(self._coder.encode(vectors))
             self._slots.append(ids)
             rebuild = self._after_change()
         if rebuild:
@@ -118,26 +153,20 @@ class VectorIndex:
         """Top-k (scores, ids) per query row, best first; id -1 and score -inf pad short rows."""
         queries = _check_queries(queries, self.dim, k)
         with self._lock.read():
-            index = self._index if self._device_index is None else self._device_index
-            scores, slots = index.search(queries, k, params=self._search_params(k))
+            if self._codes is None:
+                index = self._flat if self._device_index is None else self._device_index
+                scores, slots = index.search(queries, k, params=self._filter())
+            else:
+                scores, slots = self._search_codes(queries, k)
             ids = self._slots.to_ids(slots)
         scores[ids < 0] = -np.inf
         return scores, ids
 
     def search_exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Brute-force top-k over the live faces, whatever `kind` is: the reference for recall.
-
-        HNSW keeps its vectors in a flat index (`storage`) with the same slots, so this needs
-        no second copy of the data.
-        """
+        """Brute-force top-k over the live faces, whatever `kind` is: the reference for recall."""
         queries = _check_queries(queries, self.dim, k)
         with self._lock.read():
-            flat = self._index
-            if self._kind == HNSW:
-                flat = faiss.downcast_index(self._index.storage)
-            params = faiss.SearchParameters()
-            params.sel = self._slots.selector()
-            scores, slots = flat.search(queries, k, params=params)
+            scores, slots = self._flat.search(queries, k, params=self._filter())
             ids = self._slots.to_ids(slots)
         scores[ids < 0] = -np.inf
         return scores, ids
@@ -146,19 +175,19 @@ class VectorIndex:
         """Snapshot to one file, atomically: a crash leaves the previous snapshot intact.
 
         `meta` (JSON-able; e.g. the last applied change sequence number) comes back from
-        `load`. Layout: the faiss index as written by `faiss.write_index` (so `read_index`
+        `load`. Layout: the flat index as written by `faiss.write_index` (so `read_index`
         reads it straight from the file), then the slot labels (tombstones are -1), the JSON
-        header, the header length and a magic tag.
+        header, the header length and a magic tag. Codes are not saved: `load` recomputes them
+        faster than it could read them.
         """
         path = Path(path)
         fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:
             with self._lock.read():
-                faiss.write_index(self._index, tmp)
+                faiss.write_index(self._flat, tmp)
                 header = json.dumps(
-                    {"kind": self._kind, "count": len(self._slots.labels), "meta": meta}
-                    | self._params()
+                    {"count": len(self._slots.labels), "meta": meta} | self._params()
                 ).encode()
                 with open(tmp, "ab") as f:
                     f.write(self._slots.labels.tobytes())
@@ -172,11 +201,18 @@ class VectorIndex:
             raise
 
     @classmethod
-    def load(cls, path: Path) -> tuple[VectorIndex, dict[str, Any]]:
-        """Read a `save` snapshot; returns the index and the caller's meta."""
+    def load(cls, path: Path, **overrides: Any) -> tuple[VectorIndex, dict[str, Any]]:
+        """Read a `save` snapshot; returns the index and the caller's meta.
+
+        `overrides` replace the saved constructor parameters (an operator may have changed
+        `exact_max` since the snapshot was written). Raises ValueError for anything that is
+        not a complete snapshot of this format.
+        """
         path = Path(path)
         size = path.stat().st_size
         with open(path, "rb") as f:
+            if size < _TRAILER.size:
+                raise ValueError(f"{path} is not a vector index snapshot")
             f.seek(size - _TRAILER.size)
             header_len, magic = _TRAILER.unpack(f.read(_TRAILER.size))
             if magic != _MAGIC:
@@ -186,13 +222,15 @@ class VectorIndex:
             count = header.pop("count")
             f.seek(size - _TRAILER.size - header_len - 8 * count)
             labels = np.fromfile(f, np.int64, count)
-        kind, meta = header.pop("kind"), header.pop("meta")
-        index = cls(**header)
-        index._index = faiss.read_index(str(path))
-        if index._index.ntotal != count or index._index.d != index.dim:
+        meta = header.pop("meta")
+        index = cls(**(header | overrides))
+        flat = faiss.read_index(str(path))
+        if not isinstance(flat, faiss.IndexFlatIP) or flat.ntotal != count or flat.d != index.dim:
             raise ValueError(f"{path}: faiss index does not match its slot table")
-        index._kind = kind
+        index._flat = flat
         index._slots = SlotTable(labels)
+        if len(index._slots) > index.exact_max:
+            index._codes = index._encode_all(flat)
         index._refresh_device()
         return index, meta
 
@@ -200,51 +238,69 @@ class VectorIndex:
         return {
             "dim": self.dim,
             "exact_max": self.exact_max,
-            "hnsw_m": self.hnsw_m,
-            "ef_construction": self.ef_construction,
-            "ef_search": self.ef_search,
+            "rerank": self.rerank,
             "max_tombstone_fraction": self.max_tombstone_fraction,
         }
 
-    def _search_params(self, k: int) -> faiss.SearchParameters | None:
-        """efSearch for HNSW, the live-slot filter when there are tombstones, else None.
+    def _filter(self) -> faiss.SearchParameters | None:
+        """The live-slot filter when there are tombstones, else None (faster).
 
         None keeps the plain call that GPU indexes accept (they get no tombstones, see
         `_refresh_device`).
         """
         selector = self._slots.selector()
-        if self._kind == HNSW:
-            params = faiss.SearchParametersHNSW()
-            params.efSearch = max(self.ef_search, k)
-        elif selector is not None:
-            params = faiss.SearchParameters()
-        else:
+        if selector is None:
             return None
+        params = faiss.SearchParameters()
         params.sel = selector
         return params
+
+    def _search_codes(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Hamming top-`rerank` per query, re-ranked by exact inner product (read lock held)."""
+        depth = max(self.rerank, k)
+        codes = self._coder.encode(queries)
+        _, candidates = self._codes.search(codes, depth, params=self._filter())
+        scores = np.full((len(queries), k), -np.inf, np.float32)
+        slots = np.full((len(queries), k), -1, np.int64)
+        for row, query in enumerate(queries):
+            found = candidates[row][candidates[row] >= 0]
+            exact = self._flat.reconstruct_batch(found) @ query
+            best = np.argsort(-exact, kind="stable")[:k]
+            scores[row, : len(best)] = exact[best]
+            slots[row, : len(best)] = found[best]
+        return scores, slots
+
+    def _encode_all(self, flat: faiss.IndexFlatIP) -> faiss.IndexBinaryFlat:
+        """Codes for every slot of `flat`, read in place from its storage (no 2 KB/face copy)."""
+        vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim)
+        codes = faiss.IndexBinaryFlat(self.dim)
+        if flat.ntotal:
+            codes.add(self._coder.encode(vectors.reshape(flat.ntotal, self.dim)))
+        return codes
 
     def _after_change(self) -> str | None:
         """The kind to rebuild as, if the change calls for a rebuild; refreshes the GPU copy.
 
-        Rebuild when grown past `exact_max` (to HNSW) or when tombstones pile up (compaction,
-        which picks the kind afresh, so a collection that shrank goes back to exact). On GPU,
-        exact search compacts at the first tombstone, because the GPU copy takes no selector.
+        Rebuild when grown past `exact_max` (to HAMMING) or when tombstones pile up
+        (compaction, which picks the kind afresh, so a collection that shrank goes back to
+        exact). On GPU, exact search compacts at the first tombstone, because the GPU copy
+        takes no selector.
         """
-        wanted = EXACT if len(self._slots) <= self.exact_max else HNSW
+        wanted = EXACT if len(self._slots) <= self.exact_max else HAMMING
         fraction = 0.0 if self.device == "gpu" else self.max_tombstone_fraction
         self._refresh_device()
         if self._slots.dead > fraction * len(self._slots.labels):
             return wanted
-        return HNSW if self._kind == EXACT and wanted == HNSW else None
+        return HAMMING if self.kind == EXACT and wanted == HAMMING else None
 
     def _rebuild(self, kind: str) -> None:
-        """Replace the faiss index by a fresh one of `kind` holding only the live vectors.
+        """Replace the indexes by fresh ones of `kind` holding only the live faces.
 
-        Building HNSW takes minutes at 1M faces, so it runs outside the write lock: copy the
-        live vectors under the read lock, build with no lock (searches and changes go on
-        against the old index), then catch up under the write lock with what changed
-        meanwhile: faces removed since the copy become tombstones, faces added are added.
-        One rebuild at a time; a change arriving during one is caught up by it.
+        Copying 1M vectors and coding them takes a few seconds, so it runs outside the write
+        lock: copy the live vectors under the read lock, build with no lock (searches and
+        changes go on against the old index), then catch up under the write lock with what
+        changed meanwhile: faces removed since the copy become tombstones, faces added are
+        added. One rebuild at a time; a change arriving during one is caught up by it.
         """
         if not self._rebuilding.acquire(blocking=False):
             return
@@ -252,38 +308,36 @@ class VectorIndex:
             with self._lock.read():
                 live = self._slots.live_slots()
                 ids = self._slots.labels[live]
-                vectors = self._index.reconstruct_batch(live) if len(live) else None
+                vectors = self._flat.reconstruct_batch(live) if len(live) else None
                 seen = len(self._slots.labels)
-            index = self._new_faiss(kind)
+            flat = faiss.IndexFlatIP(self.dim)
             if vectors is not None:
-                index.add(vectors)
+                flat.add(vectors)
+            del vectors
+            codes = self._encode_all(flat) if kind == HAMMING else None
             slots = SlotTable(ids)
             with self._lock.write():
                 slots.kill(ids[self._slots.labels[live] < 0])
                 fresh = seen + np.flatnonzero(self._slots.labels[seen:] >= 0)
                 if len(fresh):
-                    index.add(self._index.reconstruct_batch(fresh))
+                    added = self._flat.reconstruct_batch(fresh)
+                    flat.add(added)
+                    if codes is not None:
+                        codes.add(self._coder.encode(added))
                     slots.append(self._slots.labels[fresh])
-                self._index, self._kind, self._slots = index, kind, slots
+                self._flat, self._codes, self._slots = flat, codes, slots
                 self._refresh_device()
         finally:
             self._rebuilding.release()
 
-    def _new_faiss(self, kind: str) -> faiss.Index:
-        if kind == EXACT:
-            return faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = self.ef_construction
-        return index
-
     def _refresh_device(self) -> None:
-        """Mirror the exact index to the GPU(s) when there are any; HNSW stays on CPU.
+        """Mirror the exact index to the GPU(s) when there are any; HAMMING stays on CPU.
 
         Not while there are tombstones: the GPU copy cannot filter them, so until compaction
         searches fall back to the CPU index and its selector.
         """
         gpu = self.device == "gpu" and not self._slots.dead
-        self._device_index = faiss.index_cpu_to_all_gpus(self._index) if gpu else None
+        self._device_index = faiss.index_cpu_to_all_gpus(self._flat) if gpu else None
 
 
 def recall_at_1(index: VectorIndex, queries: np.ndarray) -> float:

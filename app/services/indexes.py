@@ -105,22 +105,36 @@ class IndexRegistry:
     def _load(self, db: Session, account_id: int, key: tuple[str, int]) -> None:
         # Read the log position before the members: anything committed in between is replayed.
         latest = self._latest_seq(db, account_id)
-        path = self.snapshot_path(*key)
-        if path.exists():
-            index, meta = VectorIndex.load(path)
-            log.info("loaded %s-%d from its snapshot at seq %s", *key, meta["seq"])
-            self._indexes[key] = index
-            self._owner[key] = account_id
-            self._replay(db, account_id, after=int(meta["seq"]), only=key)
-        else:
+        self._owner[key] = account_id
+        if not self._load_snapshot(db, account_id, key):
             ids, vectors = _stack(db.execute(_members_query(*key)).all())
             index = VectorIndex(EMBEDDING_DIM, exact_max=self.exact_max)
             index.add(ids, vectors)
             self._indexes[key] = index
-            self._owner[key] = account_id
             if len(index) >= SNAPSHOT_MIN_SIZE:
                 self._snapshot(key, latest)
         self._applied.setdefault(account_id, latest)
+
+    def _load_snapshot(self, db: Session, account_id: int, key: tuple[str, int]) -> bool:
+        """Load the collection from its snapshot plus the log after it, if it has a usable one.
+
+        A snapshot is only a cache of the store: one that cannot be read (an older format, a
+        damaged disk) is deleted and the caller rebuilds from the store instead of failing.
+        """
+        path = self.snapshot_path(*key)
+        if not path.exists():
+            return False
+        try:
+            index, meta = VectorIndex.load(path, exact_max=self.exact_max)
+            seq = int(meta["seq"])
+        except Exception as error:  # noqa: BLE001 - whatever is wrong with it, the store is right
+            log.warning("unreadable snapshot %s (%s): rebuilding from the store", path, error)
+            path.unlink(missing_ok=True)
+            return False
+        log.info("loaded %s-%d from its snapshot at seq %s", *key, seq)
+        self._indexes[key] = index
+        self._replay(db, account_id, after=seq, only=key)
+        return True
 
     def _catch_up(self, db: Session, account_id: int) -> None:
         after = self._applied.get(account_id, 0)

@@ -1,4 +1,4 @@
-"""Behaviour of `VectorIndex`: exact and HNSW search, removal, snapshots, threads, device."""
+"""Behaviour of `VectorIndex`: exact and code-scan search, removal, snapshots, threads, device."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from app.index.vectors import EXACT, HNSW, VectorIndex, recall_at_1
+from app.index.vectors import EXACT, HAMMING, SignCoder, VectorIndex, recall_at_1
 
 DIM = 512
 EXACT_MAX = 2_000
@@ -40,10 +40,10 @@ def base(rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.fixture
-def hnsw(base: np.ndarray) -> VectorIndex:
+def hamming(base: np.ndarray) -> VectorIndex:
     index = VectorIndex(DIM, exact_max=EXACT_MAX)
     index.add(np.arange(len(base)), base)
-    assert index.kind == HNSW
+    assert index.kind == HAMMING
     return index
 
 
@@ -101,52 +101,53 @@ def test_pads_with_minus_one_when_fewer_than_k(base: np.ndarray) -> None:
     assert np.isneginf(scores[0, 2:]).all() and np.isfinite(scores[0, :2]).all()
 
 
-def test_crossing_exact_max_switches_to_hnsw_and_keeps_recall(
+def test_crossing_exact_max_switches_to_hamming_and_keeps_recall(
     rng: np.random.Generator, base: np.ndarray
 ) -> None:
     index = VectorIndex(DIM, exact_max=EXACT_MAX)
     index.add(np.arange(EXACT_MAX), base[:EXACT_MAX])
     assert index.kind == EXACT
     index.add(np.arange(EXACT_MAX, len(base)), base[EXACT_MAX:])
-    assert (index.kind, len(index)) == (HNSW, len(base))
+    assert (index.kind, len(index)) == (HAMMING, len(base))
     assert recall_at_1(index, genuine(rng, base, 200)) >= 0.99
 
 
-def test_hnsw_never_returns_removed_ids_and_readds(
-    rng: np.random.Generator, base: np.ndarray, hnsw: VectorIndex
+def test_hamming_never_returns_removed_ids_and_readds(
+    rng: np.random.Generator, base: np.ndarray, hamming: VectorIndex
 ) -> None:
     removed = np.arange(0, 600, 2)
-    hnsw.remove(removed)
-    assert hnsw.tombstones == len(removed) and len(hnsw) == len(base) - len(removed)
+    hamming.remove(removed)
+    assert hamming.tombstones == len(removed) and len(hamming) == len(base) - len(removed)
 
-    _, ids = hnsw.search(base[:600], 10)
+    _, ids = hamming.search(base[:600], 10)
     assert not np.isin(ids, removed).any()
-    _, ids = hnsw.search_exact(base[:600], 10)
+    _, ids = hamming.search_exact(base[:600], 10)
     assert not np.isin(ids, removed).any()
-    assert recall_at_1(hnsw, genuine(rng, base, 200)) >= 0.99
+    # Second photos of faces still there (a removed face's photo is a stranger's, see below).
+    assert recall_at_1(hamming, genuine(rng, base[600:], 200)) == 1.0
 
-    hnsw.add(np.array([0]), base[[1]])
-    _, ids = hnsw.search(base[[0]], 10)
+    hamming.add(np.array([0]), base[[1]])
+    _, ids = hamming.search(base[[0]], 10)
     assert 0 not in ids, "the old vector of a re-added id stays dead"
-    _, ids = hnsw.search(base[[1]], 2)
+    _, ids = hamming.search(base[[1]], 2)
     assert sorted(ids[0].tolist()) == [0, 1]
 
 
 def test_compaction_drops_tombstones_and_picks_kind_afresh(
-    base: np.ndarray, hnsw: VectorIndex
+    base: np.ndarray, hamming: VectorIndex
 ) -> None:
-    hnsw.remove(np.arange(400))
-    assert hnsw.tombstones == 400 and hnsw.kind == HNSW
-    hnsw.remove(np.arange(400, 1_500))  # past 25 % dead: rebuilt, 1,500 live <= exact_max
-    assert (hnsw.tombstones, hnsw.kind, len(hnsw)) == (0, EXACT, 1_500)
-    scores, ids = hnsw.search(base[1_500:1_510], 1)
+    hamming.remove(np.arange(400))
+    assert hamming.tombstones == 400 and hamming.kind == HAMMING
+    hamming.remove(np.arange(400, 1_500))  # past 25 % dead: rebuilt, 1,500 live <= exact_max
+    assert (hamming.tombstones, hamming.kind, len(hamming)) == (0, EXACT, 1_500)
+    scores, ids = hamming.search(base[1_500:1_510], 1)
     assert ids[:, 0].tolist() == list(range(1_500, 1_510))
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("n", [300, 3_000])
 def test_save_load_round_trip(tmp_path: Path, base: np.ndarray, n: int) -> None:
-    index = VectorIndex(DIM, exact_max=EXACT_MAX, ef_search=200)
+    index = VectorIndex(DIM, exact_max=EXACT_MAX, rerank=200)
     index.add(np.arange(n), base[:n])
     index.remove(np.arange(0, 60, 3))
     path = tmp_path / "faceset.fvi"
@@ -155,13 +156,52 @@ def test_save_load_round_trip(tmp_path: Path, base: np.ndarray, n: int) -> None:
     loaded, meta = VectorIndex.load(path)
     assert meta == {"seq": 42, "collection": "fs-1"}
     assert (loaded.kind, len(loaded), loaded.tombstones) == (index.kind, len(index), 20)
-    assert (loaded.exact_max, loaded.ef_search) == (EXACT_MAX, 200)
+    assert (loaded.exact_max, loaded.rerank) == (EXACT_MAX, 200)
     for got, want in zip(loaded.search(base[:100], 5), index.search(base[:100], 5), strict=True):
         np.testing.assert_array_equal(got, want)
     assert list(tmp_path.iterdir()) == [path], "no temporary file left behind"
 
     loaded.add(np.array([0]), base[[0]])
     assert loaded.search(base[[0]], 1)[1][0, 0] == 0
+
+
+def test_load_overrides_saved_parameters(tmp_path: Path, base: np.ndarray) -> None:
+    index = VectorIndex(DIM, exact_max=EXACT_MAX)
+    index.add(np.arange(len(base)), base)
+    path = tmp_path / "faceset.fvi"
+    index.save(path, {"seq": 1})
+    assert VectorIndex.load(path)[0].kind == HAMMING
+    loaded, _ = VectorIndex.load(path, exact_max=len(base))
+    assert (loaded.kind, loaded.exact_max) == (EXACT, len(base))
+
+
+def test_sign_codes_estimate_the_angle(rng: np.random.Generator, base: np.ndarray) -> None:
+    """Each bit differs with probability angle / pi, the property the re-ranking relies on."""
+    coder = SignCoder(DIM)
+    np.testing.assert_allclose(coder.rotation @ coder.rotation.T, np.eye(DIM), atol=1e-5)
+    near = base[:1_000] + rng.standard_normal((1_000, DIM), dtype=np.float32) * 0.045
+    faiss.normalize_L2(near)
+    cosines = np.einsum("ij,ij->i", base[:1_000], near)
+    differing = np.unpackbits(coder.encode(base[:1_000]) ^ coder.encode(near), axis=1).sum(1)
+    expected = DIM * np.arccos(np.clip(cosines, -1, 1)) / np.pi
+    assert abs((differing - expected).mean()) < 1.0
+    assert coder.encode(base[:5]).shape == (5, DIM // 8)
+
+
+def test_rerank_depth_bounds_what_a_weak_query_can_find(
+    rng: np.random.Generator, hamming: VectorIndex
+) -> None:
+    """Strangers have no clear best match: a shallow re-rank may miss the exact top 1, a
+    re-rank of every face cannot; results are exact scores, best first, even for k > rerank."""
+    strangers = unit(rng, 50)
+    hamming.rerank = len(hamming)
+    assert recall_at_1(hamming, strangers) == 1.0
+    hamming.rerank = 8
+    assert recall_at_1(hamming, strangers) < 1.0
+    scores, ids = hamming.search(strangers[:3], 20)
+    exact_scores, exact_ids = hamming.search_exact(strangers[:3], 20)
+    assert (ids >= 0).all() and np.all(np.diff(scores, axis=1) <= 0)
+    assert scores.max() <= exact_scores[:, :1].max() + 1e-6
 
 
 def test_load_rejects_other_files(tmp_path: Path) -> None:
@@ -198,7 +238,7 @@ def test_concurrent_searches_while_adding(rng: np.random.Generator, base: np.nda
     for t in threads:
         t.join()
     assert not errors, errors[0]
-    assert index.kind == HNSW and len(index) == len(base) - 10 * 10
+    assert index.kind == HAMMING and len(index) == len(base) - 10 * 10
 
 
 def test_changes_during_a_rebuild_are_caught_up(base: np.ndarray) -> None:
@@ -206,7 +246,7 @@ def test_changes_during_a_rebuild_are_caught_up(base: np.ndarray) -> None:
     index = VectorIndex(DIM, exact_max=EXACT_MAX)
     index.add(np.arange(1_900), base[:1_900])
     grow = threading.Thread(target=index.add, args=(np.arange(1_900, 2_400), base[1_900:2_400]))
-    grow.start()  # crosses exact_max: builds HNSW outside the write lock
+    grow.start()  # crosses exact_max: codes the index outside the write lock
     for start in range(0, 300, 10):
         index.remove(np.arange(start, start + 5))
         index.add(np.arange(start + 5, start + 6), base[[2_500 + start]])  # replaced vector
@@ -214,7 +254,7 @@ def test_changes_during_a_rebuild_are_caught_up(base: np.ndarray) -> None:
     grow.join()
 
     live = np.setdiff1d(np.arange(2_500), [s + i for s in range(0, 300, 10) for i in range(5)])
-    assert (index.kind, len(index)) == (HNSW, len(live))
+    assert (index.kind, len(index)) == (HAMMING, len(live))
     moved = np.arange(5, 300, 10)
     _, ids = index.search_exact(base[2_500 + moved - 5], 1)
     assert ids[:, 0].tolist() == moved.tolist()
@@ -231,7 +271,7 @@ def test_gpu_only_for_exact_and_cpu_fallback(base: np.ndarray) -> None:
     index.add(np.arange(5), base[:5])
     assert index.search(base[:1], 1)[1][0, 0] == 0
     index.add(np.arange(5, 20), base[5:20])
-    assert (index.kind, index.device) == (HNSW, "cpu")
+    assert (index.kind, index.device) == (HAMMING, "cpu")
 
 
 @pytest.mark.parametrize(
