@@ -46,6 +46,7 @@ class Settings:
     keep_images: bool
     async_threshold: int
     exact_index_max: int
+    index_rerank: int
     log_level: str
 
     @classmethod
@@ -73,6 +74,7 @@ class Settings:
             keep_images=_env_bool("KEEP_IMAGES", False),
             async_threshold=_env_int("ASYNC_THRESHOLD", 0),
             exact_index_max=_env_int("EXACT_INDEX_MAX", 50_000),
+            index_rerank=_env_int("INDEX_RERANK", 256),
             log_level=_env("LOG_LEVEL", "info"),
         )
 

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import get_settings
+from app.index.vectors import HAMMING
 from app.services.indexes import get_registry
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_bytes, celeba_identities
@@ -267,6 +268,26 @@ def test_an_unreadable_snapshot_is_rebuilt_from_the_store(
     assert not snapshot.exists(), "the damaged snapshot is dropped"
     assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
     assert snapshot.exists()
+
+
+def test_operator_index_settings_win_over_a_snapshot(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    faces = [face for trio in people.values() for face in trio[:2]]
+    faceset = post(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
+    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    monkeypatch.setenv("FACESRV_EXACT_INDEX_MAX", "0")
+    monkeypatch.setenv("FACESRV_INDEX_RERANK", "3")
+    get_settings.cache_clear()
+    get_registry.cache_clear()  # as after a restart with new settings
+
+    body = post(client, account, "/face/search", face_id=faces[2], faceset_id=faceset, top=2)
+    assert [c["face_id"] for c in body["candidates"]] == [faces[2], faces[3]]
+    (index,) = get_registry()._indexes.values()
+    assert (index.kind, index.rerank) == (HAMMING, 3)
 
 
 def test_accounts_do_not_see_each_other(

@@ -59,6 +59,11 @@ class SlotTable:
             return None
         return faiss.IDSelectorBitmap(len(self.labels), faiss.swig_ptr(self._bits))
 
+    @property
+    def live_bits(self) -> np.ndarray | None:
+        """The little-endian bitmap of live slots, or None when nothing is dead."""
+        return self._bits
+
     def to_ids(self, slots: np.ndarray) -> np.ndarray:
         """Map faiss results to face ids, keeping -1 for 'no result'."""
         if not len(self.labels):

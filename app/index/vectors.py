@@ -34,12 +34,15 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from app.index.codes import SHARD_SIZE, CodeShards, SignCoder, dot, one_omp_thread
 from app.index.rwlock import RWLock
 from app.index.slots import SlotTable
 
@@ -48,32 +51,6 @@ HAMMING = "hamming"
 
 _MAGIC = b"FSVIDX02"
 _TRAILER = struct.Struct("<Q8s")
-_ENCODE_CHUNK = 65_536
-
-
-class SignCoder:
-    """One bit per dimension: the signs of the vector after a fixed random rotation.
-
-    Without the rotation the bits would be the signs of the raw coordinates, which carry
-    unequal information in real embeddings (some coordinates are mostly positive); a random
-    rotation makes every bit a random hyperplane, so the Hamming distance of two codes is
-    dim x angle / pi in expectation whatever the embedding model (SimHash). The seed is fixed
-    so that codes are reproducible, but they are never stored: snapshots hold the vectors.
-    """
-
-    def __init__(self, dim: int, seed: int = 20261121) -> None:
-        gaussian = np.random.default_rng(seed).standard_normal((dim, dim))
-        q, r = np.linalg.qr(gaussian)
-        self.rotation = np.ascontiguousarray(q * np.sign(np.diag(r)), dtype=np.float32)
-        self.code_size = dim // 8
-
-    def encode(self, vectors: np.ndarray) -> np.ndarray:
-        """(n, dim) float32 -> (n, dim / 8) uint8, in chunks to bound the temporary memory."""
-        codes = np.empty((len(vectors), self.code_size), np.uint8)
-        for start in range(0, len(vectors), _ENCODE_CHUNK):
-            rotated = vectors[start : start + _ENCODE_CHUNK] @ self.rotation
-            codes[start : start + len(rotated)] = np.packbits(rotated > 0, axis=1)
-        return codes
 
 
 class VectorIndex:
@@ -91,6 +68,7 @@ class VectorIndex:
         exact_max: int = 50_000,
         rerank: int = 256,
         max_tombstone_fraction: float = 0.25,
+        code_shard_size: int = SHARD_SIZE,
     ) -> None:
         self.dim = dim
         self.exact_max = exact_max
@@ -99,12 +77,13 @@ class VectorIndex:
         # weak queries, at ~1 us a candidate.
         self.rerank = rerank
         self.max_tombstone_fraction = max_tombstone_fraction
+        self.code_shard_size = code_shard_size
         self._lock = RWLock()
         self._rebuilding = threading.Lock()
         self._gpus = faiss.get_num_gpus()
         self._coder = SignCoder(dim)
         self._flat = faiss.IndexFlatIP(dim)
-        self._codes: faiss.IndexBinaryFlat | None = None  # present iff kind is HAMMING
+        self._codes: CodeShards | None = None  # present iff kind is HAMMING
         self._slots = SlotTable()
         self._device_index: faiss.Index | None = None
 
@@ -155,7 +134,8 @@ class VectorIndex:
         with self._lock.read():
             if self._codes is None:
                 index = self._flat if self._device_index is None else self._device_index
-                scores, slots = index.search(queries, k, params=self._filter())
+                with _few_queries_on_one_thread(queries):
+                    scores, slots = index.search(queries, k, params=self._filter())
             else:
                 scores, slots = self._search_codes(queries, k)
             ids = self._slots.to_ids(slots)
@@ -165,7 +145,7 @@ class VectorIndex:
     def search_exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force top-k over the live faces, whatever `kind` is: the reference for recall."""
         queries = _check_queries(queries, self.dim, k)
-        with self._lock.read():
+        with self._lock.read(), _few_queries_on_one_thread(queries):
             scores, slots = self._flat.search(queries, k, params=self._filter())
             ids = self._slots.to_ids(slots)
         scores[ids < 0] = -np.inf
@@ -240,6 +220,7 @@ class VectorIndex:
             "exact_max": self.exact_max,
             "rerank": self.rerank,
             "max_tombstone_fraction": self.max_tombstone_fraction,
+            "code_shard_size": self.code_shard_size,
         }
 
     def _filter(self) -> faiss.SearchParameters | None:
@@ -259,21 +240,21 @@ class VectorIndex:
         """Hamming top-`rerank` per query, re-ranked by exact inner product (read lock held)."""
         depth = max(self.rerank, k)
         codes = self._coder.encode(queries)
-        _, candidates = self._codes.search(codes, depth, params=self._filter())
+        _, candidates = self._codes.search(codes, depth, self._slots.live_bits)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         slots = np.full((len(queries), k), -1, np.int64)
         for row, query in enumerate(queries):
             found = candidates[row][candidates[row] >= 0]
-            exact = self._flat.reconstruct_batch(found) @ query
+            exact = dot(self._flat.reconstruct_batch(found), query[:, None])[:, 0]
             best = np.argsort(-exact, kind="stable")[:k]
             scores[row, : len(best)] = exact[best]
             slots[row, : len(best)] = found[best]
         return scores, slots
 
-    def _encode_all(self, flat: faiss.IndexFlatIP) -> faiss.IndexBinaryFlat:
+    def _encode_all(self, flat: faiss.IndexFlatIP) -> CodeShards:
         """Codes for every slot of `flat`, read in place from its storage (no 2 KB/face copy)."""
         vectors = faiss.rev_swig_ptr(flat.get_xb(), flat.ntotal * self.dim)
-        codes = faiss.IndexBinaryFlat(self.dim)
+        codes = CodeShards(self._coder.code_size, self.code_shard_size)
         if flat.ntotal:
             codes.add(self._coder.encode(vectors.reshape(flat.ntotal, self.dim)))
         return codes
@@ -338,6 +319,16 @@ class VectorIndex:
         """
         gpu = self.device == "gpu" and not self._slots.dead
         self._device_index = faiss.index_cpu_to_all_gpus(self._flat) if gpu else None
+
+
+@contextmanager
+def _few_queries_on_one_thread(queries: np.ndarray) -> Iterator[None]:
+    """A search of a few queries runs on the calling thread alone (see `one_omp_thread`)."""
+    if len(queries) > 8:
+        yield
+        return
+    with one_omp_thread():
+        yield
 
 
 def recall_at_1(index: VectorIndex, queries: np.ndarray) -> float:

@@ -66,9 +66,10 @@ def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQL
 
 
 class IndexRegistry:
-    def __init__(self, snapshot_dir: Path, exact_max: int) -> None:
+    def __init__(self, snapshot_dir: Path, exact_max: int, rerank: int = 256) -> None:
         self.snapshot_dir = snapshot_dir
-        self.exact_max = exact_max
+        # The operator's current settings win over those saved in a snapshot.
+        self.index_options = {"exact_max": exact_max, "rerank": rerank}
         self._indexes: dict[tuple[str, int], VectorIndex] = {}
         self._owner: dict[tuple[str, int], int] = {}  # collection -> account id
         self._applied: dict[int, int] = {}  # account id -> last replayed seq
@@ -108,7 +109,7 @@ class IndexRegistry:
         self._owner[key] = account_id
         if not self._load_snapshot(db, account_id, key):
             ids, vectors = _stack(db.execute(_members_query(*key)).all())
-            index = VectorIndex(EMBEDDING_DIM, exact_max=self.exact_max)
+            index = VectorIndex(EMBEDDING_DIM, **self.index_options)
             index.add(ids, vectors)
             self._indexes[key] = index
             if len(index) >= SNAPSHOT_MIN_SIZE:
@@ -125,7 +126,7 @@ class IndexRegistry:
         if not path.exists():
             return False
         try:
-            index, meta = VectorIndex.load(path, exact_max=self.exact_max)
+            index, meta = VectorIndex.load(path, **self.index_options)
             seq = int(meta["seq"])
         except Exception as error:  # noqa: BLE001 - whatever is wrong with it, the store is right
             log.warning("unreadable snapshot %s (%s): rebuilding from the store", path, error)
@@ -182,7 +183,7 @@ class IndexRegistry:
         elif op == "remove":
             index.remove(np.asarray(face_ids, dtype=np.int64))
         else:  # "drop": the collection was deleted; its id may come back (SQLite reuses rowids)
-            self._indexes[key] = VectorIndex(EMBEDDING_DIM, exact_max=self.exact_max)
+            self._indexes[key] = VectorIndex(EMBEDDING_DIM, **self.index_options)
             self.snapshot_path(*key).unlink(missing_ok=True)
 
     def _snapshot(self, key: tuple[str, int], seq: int) -> None:
@@ -193,4 +194,6 @@ class IndexRegistry:
 @lru_cache(maxsize=1)
 def get_registry() -> IndexRegistry:
     settings = get_settings()
-    return IndexRegistry(settings.data_dir / "index", settings.exact_index_max)
+    return IndexRegistry(
+        settings.data_dir / "index", settings.exact_index_max, settings.index_rerank
+    )

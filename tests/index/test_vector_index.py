@@ -9,7 +9,8 @@ import faiss
 import numpy as np
 import pytest
 
-from app.index.vectors import EXACT, HAMMING, SignCoder, VectorIndex, recall_at_1
+from app.index.codes import SignCoder
+from app.index.vectors import EXACT, HAMMING, VectorIndex, recall_at_1
 
 DIM = 512
 EXACT_MAX = 2_000
@@ -202,6 +203,19 @@ def test_rerank_depth_bounds_what_a_weak_query_can_find(
     exact_scores, exact_ids = hamming.search_exact(strangers[:3], 20)
     assert (ids >= 0).all() and np.all(np.diff(scores, axis=1) <= 0)
     assert scores.max() <= exact_scores[:, :1].max() + 1e-6
+
+
+def test_code_scan_over_several_shards(rng: np.random.Generator, base: np.ndarray) -> None:
+    index = VectorIndex(DIM, exact_max=EXACT_MAX, code_shard_size=1_000)
+    index.add(np.arange(len(base)), base)
+    assert index.kind == HAMMING and index._codes.ntotal == len(base)
+    removed = np.arange(900, 1_200)  # tombstones on both sides of a shard boundary
+    index.remove(removed)
+    assert recall_at_1(index, genuine(rng, base[1_200:], 200)) == 1.0
+    _, ids = index.search(base[900:1_200], 5)
+    assert not np.isin(ids, removed).any()
+    index.rerank = len(base)
+    assert recall_at_1(index, unit(rng, 20)) == 1.0
 
 
 def test_load_rejects_other_files(tmp_path: Path) -> None:
