@@ -17,6 +17,7 @@ Design (several workers, one truth):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterable
@@ -130,7 +131,8 @@ class IndexRegistry:
             seq = int(meta["seq"])
         except Exception as error:  # noqa: BLE001 - whatever is wrong with it, the store is right
             log.warning("unreadable snapshot %s (%s): rebuilding from the store", path, error)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the next snapshot replaces it anyway
+                path.unlink(missing_ok=True)
             return False
         log.info("loaded %s-%d from its snapshot at seq %s", *key, seq)
         self._indexes[key] = index
