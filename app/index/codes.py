@@ -49,6 +49,12 @@ class SignCoder:
         return codes
 
 
+@lru_cache(maxsize=4)
+def sign_coder(dim: int) -> SignCoder:
+    """The process's coder for `dim`: its rotation (a 512 x 512 QR, ~90 ms) is made once."""
+    return SignCoder(dim)
+
+
 class CodeShards:
     """Codes by slot (insertion order) in fixed-size faiss IndexBinaryFlat shards.
 
@@ -99,15 +105,13 @@ class CodeShards:
             return distances, np.where(local >= 0, local + offset, -1)
 
         if not self._shards:
-            parts = []
-        else:  # this thread scans the first shard while the pool scans the others
-            others = [_scan_pool().submit(scan, number) for number in range(1, len(self._shards))]
-            with one_omp_thread():
-                parts = [scan(0)]
-            parts += [future.result() for future in others]
-        if not parts:
             empty = np.full((len(codes), depth), -1, np.int64)
             return np.full(empty.shape, np.iinfo(np.int32).max, np.int32), empty
+        # This thread scans the first shard while the pool scans the others.
+        others = [_scan_pool().submit(scan, number) for number in range(1, len(self._shards))]
+        with one_omp_thread():
+            parts = [scan(0)]
+        parts += [future.result() for future in others]
         distances = np.concatenate([d for d, _ in parts], axis=1)
         slots = np.concatenate([s for _, s in parts], axis=1)
         distances[slots < 0] = np.iinfo(np.int32).max

@@ -6,7 +6,7 @@ it knows nothing but int64 face ids and 512-d float32 L2-normalised vectors.
 Every vector is kept in a faiss IndexFlatIP, so scores are always true inner products and a
 face matched against itself scores 1.0. Small collections are searched exactly on it. Past
 `exact_max` live faces exact search gets too slow (~0.2 ms per 1,000 faces a query: 200 ms at
-1M), so the index adds a 64-byte sign code per face (`SignCoder`) and a search becomes:
+1M), so the index adds a 64-byte sign code per face (`codes.SignCoder`) and a search becomes:
 
 1. scan the codes for the `rerank` nearest in Hamming distance (faiss IndexBinaryFlat: 64 MB at
    1M faces, ~9 ms on one core), then
@@ -42,7 +42,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from app.index.codes import SHARD_SIZE, CodeShards, SignCoder, dot, one_omp_thread
+from app.index.codes import SHARD_SIZE, CodeShards, dot, one_omp_thread, sign_coder
 from app.index.rwlock import RWLock
 from app.index.slots import SlotTable
 
@@ -81,7 +81,7 @@ class VectorIndex:
         self._lock = RWLock()
         self._rebuilding = threading.Lock()
         self._gpus = faiss.get_num_gpus()
-        self._coder = SignCoder(dim)
+        self._coder = sign_coder(dim)
         self._flat = faiss.IndexFlatIP(dim)
         self._codes: CodeShards | None = None  # present iff kind is HAMMING
         self._slots = SlotTable()
