@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
 from app.errors import ApiError, bad_request
+from app.index.vectors import VectorIndex
 from app.services.common import find_owned, normalise_id, usable_faces
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
 from app.services.groups import owned_persons
@@ -74,14 +75,24 @@ def _public_ids(db: Session, face_ids: list[int]) -> dict[int, str]:
     return dict(db.execute(select(Face.id, Face.public_id).where(Face.id.in_(face_ids))).all())
 
 
+def _collection_index(
+    db: Session, account_id: int, model: type[Faceset] | type[Group], public_id: str | None
+) -> tuple[Faceset | Group, VectorIndex]:
+    """The caller's faceset or group and its index; INVALID_* if unknown, EMPTY_* if empty."""
+    collection = model.__tablename__.removesuffix("s")  # "faceset" or "group", as in the log
+    status = collection.upper()
+    entity = find_owned(db, model, account_id, public_id, f"INVALID_{status}")
+    index = get_registry().get(db, account_id, collection, entity.id)
+    if len(index) == 0:
+        raise bad_request(f"EMPTY_{status}", f"the {collection} has no face")
+    return entity, index
+
+
 def search_faceset(
     db: Session, account: Account, face_id: str | None, faceset_id: str, top: int
 ) -> list[Candidate]:
     face = _query_face(db, account.id, face_id)
-    faceset = find_owned(db, Faceset, account.id, faceset_id, "INVALID_FACESET")
-    index = get_registry().get(db, account.id, "faceset", faceset.id)
-    if len(index) == 0:
-        raise bad_request("EMPTY_FACESET", "the faceset has no face")
+    _, index = _collection_index(db, account.id, Faceset, faceset_id)
     scores, ids = index.search(_vector(face)[None, :], top)
     hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     names = _public_ids(db, [i for i, _ in hits])
@@ -116,10 +127,7 @@ def identify(
 ) -> list[Candidate]:
     """The group's persons most like the face, each scored by its best face, above 0.6 only."""
     face = _query_face(db, account.id, face_id)
-    group = find_owned(db, Group, account.id, group_id, "INVALID_GROUP")
-    index = get_registry().get(db, account.id, "group", group.id)
-    if len(index) == 0:
-        raise bad_request("EMPTY_GROUP", "the group has no person with a face")
+    group, index = _collection_index(db, account.id, Group, group_id)
     # Over-fetch faces so that `top` distinct persons survive the per-person grouping.
     faces_per_person = max(1, account.quota_faces_per_person)
     scores, ids = index.search(
