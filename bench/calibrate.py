@@ -44,6 +44,7 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
+from host import cpu_model
 
 from app.config import get_settings
 from app.errors import ApiError
@@ -252,14 +253,6 @@ def accepted(sorted_scores: np.ndarray, confidence_map: ConfidenceMap, threshold
     """
     first = bisect.bisect_right(sorted_scores, threshold, key=confidence_map)
     return len(sorted_scores) - first
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def rate(count: int, total: int) -> str:

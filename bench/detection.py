@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 import onnxruntime
+from host import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -64,14 +65,7 @@ class Run:
 
 
 def machine() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"platform     {platform.platform()}\n"
         f"python       {platform.python_version()}\n"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from host import cpu_model, load_average
 
 from app.index.vectors import VectorIndex, recall_at_1
 
@@ -55,20 +56,6 @@ def rss_bytes() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def cpu_model() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    """Other processes on a shared machine skew every timing here; print it with them."""
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def latencies_ms(index: VectorIndex, queries: np.ndarray, k: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from pathlib import Path
 import faiss
 import httpx
 import numpy as np
+from host import cpu_model, load_average
 from sqlalchemy import insert, select
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,13 +46,8 @@ STRANGERS = 50
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
     return (
-        f"{platform.platform()} | {cpu} | {os.cpu_count()} cores | "
+        f"{platform.platform()} | {cpu_model()} | {os.cpu_count()} cores | "
         f"faiss {faiss.__version__} | Python {platform.python_version()}"
     )
 
@@ -262,8 +258,7 @@ def main() -> None:
     def pct(values: list[float], p: float) -> float:
         return float(np.percentile(values, p))
 
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    print(f"/face/search top=3, {args.queries} queries, 1 client (load average {load}):")
+    print(f"/face/search top=3, {args.queries} queries, 1 client (load avg {load_average()}):")
     print(f"  server-side  p50 {pct(server_ms, 50):.2f} ms  p99 {pct(server_ms, 99):.2f} ms")
     print(
         f"  at client    p50 {pct(client_ms, 50):.2f} ms  p99 {pct(client_ms, 99):.2f} ms  "
