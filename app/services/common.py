@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Face, Faceset, Group, Person
@@ -30,6 +31,24 @@ def normalise_id(public_id: str) -> str:
     return public_id.strip().lower()
 
 
+# The lookups below run on every request: their statements are built once, since building
+# (and keying for SQLAlchemy's cache) a statement costs about as much as running it on SQLite.
+
+
+@cache
+def _owned_by_public_id(model: type[Entity]) -> Select[tuple[Entity]]:
+    return select(model).where(
+        model.public_id == bindparam("public_id"), model.account_id == bindparam("account_id")
+    )
+
+
+_USABLE_FACES = select(Face).where(
+    Face.public_id.in_(bindparam("public_ids", expanding=True)),
+    Face.account_id == bindparam("account_id"),
+    Face.expires_at > bindparam("now"),
+)
+
+
 def find_owned(
     db: Session, model: type[Entity], account_id: int, public_id: str | None, status: str
 ) -> Entity:
@@ -37,9 +56,8 @@ def find_owned(
     if not public_id:
         raise bad_request(status, f"{model.__tablename__[:-1]} id is missing")
     entity = db.scalar(
-        select(model).where(
-            model.public_id == normalise_id(public_id), model.account_id == account_id
-        )
+        _owned_by_public_id(model),
+        {"public_id": normalise_id(public_id), "account_id": account_id},
     )
     if entity is None:
         raise bad_request(status, f"no such id: {public_id}")
@@ -53,15 +71,8 @@ def usable_faces(db: Session, account_id: int, public_ids: list[str]) -> list[Fa
     lets its id be used for removal only, so it is refused here.
     """
     wanted = list(dict.fromkeys(normalise_id(face_id) for face_id in public_ids))
-    now = datetime.now(UTC)
-    found = {
-        face.public_id: face
-        for face in db.scalars(
-            select(Face).where(
-                Face.public_id.in_(wanted), Face.account_id == account_id, Face.expires_at > now
-            )
-        )
-    }
+    parameters = {"public_ids": wanted, "account_id": account_id, "now": datetime.now(UTC)}
+    found = {face.public_id: face for face in db.scalars(_USABLE_FACES, parameters)}
     missing = [face_id for face_id in wanted if face_id not in found]
     if missing:
         raise bad_request("INVALID_FACE", f"invalid face_id: {', '.join(missing[:5])}")

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -50,6 +50,20 @@ def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
         return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
     vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
     return ids, vectors.reshape(len(rows), -1)
+
+
+# Replayed before every search, usually to find nothing new: built once, not per call.
+_CHANGES_AFTER = (
+    select(
+        IndexChange.seq,
+        IndexChange.collection,
+        IndexChange.collection_id,
+        IndexChange.face_id,
+        IndexChange.op,
+    )
+    .where(IndexChange.account_id == bindparam("account_id"), IndexChange.seq > bindparam("after"))
+    .order_by(IndexChange.seq)
+)
 
 
 def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQLAlchemy Select
@@ -147,24 +161,15 @@ class IndexRegistry:
         self, db: Session, account_id: int, after: int, only: tuple[str, int] | None = None
     ) -> int:
         """Apply logged changes past `after` to loaded indexes; returns the last seq seen."""
-        query = (
-            select(
-                IndexChange.seq,
-                IndexChange.collection,
-                IndexChange.collection_id,
-                IndexChange.face_id,
-                IndexChange.op,
-            )
-            .where(IndexChange.account_id == account_id, IndexChange.seq > after)
-            .order_by(IndexChange.seq)
-        )
+        query = _CHANGES_AFTER
         if only is not None:
             query = query.where(
                 IndexChange.collection == only[0], IndexChange.collection_id == only[1]
             )
         last = after
         pending: list[tuple[tuple[str, int], str, list[int]]] = []
-        for seq, collection, collection_id, face_id, op in db.execute(query):
+        rows = db.execute(query, {"account_id": account_id, "after": after})
+        for seq, collection, collection_id, face_id, op in rows:
             last = seq
             key = (collection, collection_id)
             if key not in self._indexes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
@@ -71,8 +71,11 @@ class Candidate:
     name: str | None = None
 
 
+_PUBLIC_IDS = select(Face.id, Face.public_id).where(Face.id.in_(bindparam("ids", expanding=True)))
+
+
 def _public_ids(db: Session, face_ids: list[int]) -> dict[int, str]:
-    return dict(db.execute(select(Face.id, Face.public_id).where(Face.id.in_(face_ids))).all())
+    return dict(db.execute(_PUBLIC_IDS, {"ids": face_ids}).all())
 
 
 def _collection_index(

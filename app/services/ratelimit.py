@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
-from sqlalchemy import delete
+from sqlalchemy import Insert, bindparam, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -44,21 +45,28 @@ class Limiter(Protocol):
     def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState: ...
 
 
+@cache
+def _count_call(dialect: str) -> Insert:
+    """The upsert that counts a call, built once per dialect: it runs on every request."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(RateWindow).values(
+        account_id=bindparam("account_id"), window_start=bindparam("window_start"), calls=1
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[RateWindow.account_id, RateWindow.window_start],
+        set_={"calls": RateWindow.calls + 1},
+    ).returning(RateWindow.calls)
+
+
 class DatabaseLimiter:
     """Counts in the `rate_windows` table with one atomic upsert per call."""
 
     def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState:
         now = time.time()
         window_start = int(now // limit.seconds) * limit.seconds
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        statement = insert(RateWindow).values(
-            account_id=account.id, window_start=window_start, calls=1
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[RateWindow.account_id, RateWindow.window_start],
-            set_={"calls": RateWindow.calls + 1},
-        ).returning(RateWindow.calls)
-        calls = session.execute(statement).scalar_one()
+        statement = _count_call(session.get_bind().dialect.name)
+        parameters = {"account_id": account.id, "window_start": window_start}
+        calls = session.execute(statement, parameters).scalar_one()
         return _state(limit, calls, window_start, now)
 
 
