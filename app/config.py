@@ -47,6 +47,7 @@ class Settings:
     async_threshold: int
     exact_index_max: int
     index_rerank: int
+    index_log_days: int
     log_level: str
 
     @classmethod
@@ -75,6 +76,7 @@ class Settings:
             async_threshold=_env_int("ASYNC_THRESHOLD", 0),
             exact_index_max=_env_int("EXACT_INDEX_MAX", 50_000),
             index_rerank=_env_int("INDEX_RERANK", 256),
+            index_log_days=_env_int("INDEX_LOG_DAYS", 7),
             log_level=_env("LOG_LEVEL", "info"),
         )
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from app.config import get_settings
+from app.db.models import Account, Face, Faceset, IndexChange
+from app.db.session import session_scope
 from app.index.vectors import HAMMING
-from app.services.indexes import get_registry
+from app.services import changes
+from app.services.indexes import IndexRegistry, get_registry
+from app.services.upkeep import prune_change_log
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_bytes, celeba_identities
 
@@ -288,6 +295,103 @@ def test_operator_index_settings_win_over_a_snapshot(
     assert [c["face_id"] for c in body["candidates"]] == [faces[2], faces[3]]
     (index,) = get_registry()._indexes.values()
     assert (index.kind, index.rerank) == (HAMMING, 3)
+
+
+def _prune_everything(creds: Credentials) -> None:
+    """Prune the account's whole log, as FACESRV_INDEX_LOG_DAYS would once it is old enough."""
+    with session_scope() as db:
+        account_id = db.scalar(select(Account.id).where(Account.api_id == creds.api_id))
+        assert account_id is not None
+    with session_scope() as db:
+        assert changes.prune(db, account_id, datetime.now(UTC) + timedelta(seconds=1)) > 0
+
+
+def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
+    client: TestClient, account: Credentials, people: dict[str, list[str]], tmp_path: Path
+) -> None:
+    """Another worker's index, loaded before changes it never replayed were pruned."""
+    (a1, a2, _), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
+    other_worker = IndexRegistry(tmp_path / "other-worker", exact_max=50_000)
+    with session_scope() as db:
+        row = db.scalar(select(Faceset).where(Faceset.public_id == faceset))
+        assert row is not None
+        account_id, faceset_row = row.account_id, row.id
+        assert len(other_worker.get(db, account_id, "faceset", faceset_row)) == 1
+    assert (
+        post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2, b1])["status"]
+        == "OK"
+    )
+    assert (
+        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
+        == "OK"
+    )
+    _prune_everything(account)
+
+    with session_scope() as db:
+        index = other_worker.get(db, account_id, "faceset", faceset_row)
+        rows = dict(db.execute(select(Face.public_id, Face.id)).all())
+    _, found = index.search(np.ones((1, 512), np.float32), 10)
+    assert sorted(found[0][found[0] >= 0]) == sorted([rows[a2], rows[b1]]), "a1 is gone"
+
+
+def test_a_snapshot_older_than_the_pruned_log_is_rebuilt(
+    client: TestClient, account: Credentials, people: dict[str, list[str]], tmp_path: Path
+) -> None:
+    (a1, a2, _), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, b1])["faceset_id"]
+    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    (snapshot,) = (tmp_path / "data" / "index").glob("faceset-*.faiss")
+    assert (
+        post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2])["status"]
+        == "OK"
+    )
+    assert (
+        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[b1])["status"]
+        == "OK"
+    )
+    _prune_everything(account)
+    get_registry.cache_clear()  # as after a restart
+
+    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
+    assert [c["face_id"] for c in body["candidates"]] == [a2, a1]
+    assert not snapshot.exists(), "the outdated snapshot is dropped"
+
+
+def test_pruning_keeps_recent_rows_and_one_marker_per_collection(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
+    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
+    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
+
+    def log() -> list[tuple[str, int]]:
+        with session_scope() as db:
+            query = (
+                select(IndexChange.op, func.count())
+                .join(Account, Account.id == IndexChange.account_id)
+                .where(Account.api_id == account.api_id)
+                .group_by(IndexChange.op)
+            )
+            return sorted((op, count) for op, count in db.execute(query))
+
+    assert log() == [("add", 4)]
+    prune_change_log()  # FACESRV_INDEX_LOG_DAYS (7) have not passed: nothing goes
+    assert log() == [("add", 4)]
+    monkeypatch.setenv("FACESRV_INDEX_LOG_DAYS", "-1")  # every row counts as old
+    get_settings.cache_clear()
+    prune_change_log()
+    assert log() == [(changes.PRUNED, 2)]  # the faceset's and the group's
+    prune_change_log()  # nothing new: the markers stay as they are
+    assert log() == [(changes.PRUNED, 2)]
+    body = post(client, account, "/face/search", face_id=a1, faceset_id=faceset, top=3)
+    assert [c["face_id"] for c in body["candidates"]][0] == a1
+    body = post(client, account, "/face/identification", face_id=b1, group_id=group)
+    assert [c["person_id"] for c in body["candidates"]] == [person]
 
 
 def test_accounts_do_not_see_each_other(

@@ -205,8 +205,9 @@ class IndexChange(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     collection: Mapped[str] = mapped_column(String(16))  # "faceset" or "group"
     collection_id: Mapped[int] = mapped_column(BigInteger)
-    face_id: Mapped[int] = mapped_column(BigInteger)  # 0 with op "drop": the whole collection
-    op: Mapped[str] = mapped_column(String(8))  # "add", "remove" or "drop"
+    # 0 with op "drop" (the whole collection); with op "pruned", the last seq pruned before it.
+    face_id: Mapped[int] = mapped_column(BigInteger)
+    op: Mapped[str] = mapped_column(String(8))  # "add", "remove", "drop" or "pruned"
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ix_index_changes_account_seq", "account_id", "seq"),)

@@ -13,6 +13,9 @@ Design (several workers, one truth):
 - Restart: a collection loads from its snapshot file (written atomically by /face/training and
   after large rebuilds) plus the changes logged after the snapshot's sequence number, instead of
   re-reading every vector from the store.
+- Old log rows are pruned (`app.services.changes.prune`), leaving per collection a marker with
+  the last sequence number deleted. An index (or snapshot) that had not seen that far can no
+  longer be brought up to date from the log, so it is rebuilt from the store.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session
 from app.config import get_settings
 from app.db.models import Face, FacesetFace, GroupMember, IndexChange
 from app.index.vectors import VectorIndex
+from app.services.changes import PRUNED
 
 log = logging.getLogger("facesrv.index")
 
@@ -148,39 +152,56 @@ class IndexRegistry:
             with contextlib.suppress(OSError):  # the next snapshot replaces it anyway
                 path.unlink(missing_ok=True)
             return False
-        log.info("loaded %s-%d from its snapshot at seq %s", *key, seq)
         self._indexes[key] = index
-        self._replay(db, account_id, after=seq, only=key)
+        _, outdated = self._replay(db, account_id, after=seq, only=key)
+        if outdated:
+            log.warning("snapshot %s predates the pruned log: rebuilding from the store", path)
+            del self._indexes[key]
+            path.unlink(missing_ok=True)
+            return False
+        log.info("loaded %s-%d from its snapshot at seq %s", *key, seq)
         return True
 
     def _catch_up(self, db: Session, account_id: int) -> None:
         after = self._applied.get(account_id, 0)
-        self._applied[account_id] = self._replay(db, account_id, after=after)
+        self._applied[account_id], outdated = self._replay(db, account_id, after=after)
+        for key in outdated:  # idle through a prune: the log no longer holds what it missed
+            del self._indexes[key]
+            self._load(db, account_id, key)
 
     def _replay(
         self, db: Session, account_id: int, after: int, only: tuple[str, int] | None = None
-    ) -> int:
-        """Apply logged changes past `after` to loaded indexes; returns the last seq seen."""
+    ) -> tuple[int, set[tuple[str, int]]]:
+        """Apply logged changes past `after` to loaded indexes.
+
+        Returns the last seq seen and the loaded collections the log can no longer bring up to
+        date (rows past `after` were pruned); those are left for the caller to reload.
+        """
         query = _CHANGES_AFTER
         if only is not None:
             query = query.where(
                 IndexChange.collection == only[0], IndexChange.collection_id == only[1]
             )
         last = after
+        outdated: set[tuple[str, int]] = set()
         pending: list[tuple[tuple[str, int], str, list[int]]] = []
         rows = db.execute(query, {"account_id": account_id, "after": after})
         for seq, collection, collection_id, face_id, op in rows:
             last = seq
             key = (collection, collection_id)
-            if key not in self._indexes:
+            if key not in self._indexes or key in outdated:
                 continue
-            if pending and pending[-1][0] == key and pending[-1][1] == op:
+            if op == PRUNED:
+                if face_id > after:  # the marker holds the last seq pruned
+                    outdated.add(key)
+            elif pending and pending[-1][0] == key and pending[-1][1] == op:
                 pending[-1][2].append(face_id)
             else:
                 pending.append((key, op, [face_id]))
         for key, op, face_ids in pending:
-            self._apply(db, key, op, face_ids)
-        return last
+            if key not in outdated:
+                self._apply(db, key, op, face_ids)
+        return last, outdated
 
     def _apply(self, db: Session, key: tuple[str, int], op: str, face_ids: list[int]) -> None:
         index = self._indexes[key]

@@ -1,4 +1,4 @@
-"""Background upkeep in every worker: task heartbeats and sweeps, expiry purges.
+"""Background upkeep in every worker: task heartbeats and sweeps, expiry purges, log pruning.
 
 Each job is idempotent, so several workers running them at once only repeat harmless deletes.
 """
@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, select
 
+from app.config import get_settings
 from app.db.models import Face, FacesetFace, Image
 from app.db.session import session_scope
-from app.services import tasks
+from app.services import changes, tasks
 from app.services.ratelimit import purge_old_windows
 
 log = logging.getLogger("facesrv.upkeep")
@@ -44,6 +45,16 @@ def purge_expired() -> None:
         purge_old_windows(db)
 
 
+def prune_change_log() -> None:
+    """Drop index change-log rows older than FACESRV_INDEX_LOG_DAYS, one account at a time."""
+    older_than = datetime.now(UTC) - timedelta(days=get_settings().index_log_days)
+    with session_scope() as db:
+        accounts = changes.accounts_with_old_changes(db, older_than)
+    for account_id in accounts:
+        with session_scope() as db:
+            changes.prune(db, account_id, older_than)
+
+
 class Upkeep:
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -69,6 +80,7 @@ class Upkeep:
                     tasks.sweep(db)
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
                     purge_expired()
+                    prune_change_log()
                     last_purge = time.monotonic()
             except Exception:
                 log.exception("upkeep failed; retrying")
