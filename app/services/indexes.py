@@ -56,17 +56,19 @@ def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
     return ids, vectors.reshape(len(rows), -1)
 
 
-# Replayed before every search, usually to find nothing new: built once, not per call.
+# Replayed before every search, usually to find nothing new: built once, not per call, and on
+# the table rather than the ORM class (plain rows need no ORM compile state).
+_changes = IndexChange.__table__
 _CHANGES_AFTER = (
     select(
-        IndexChange.seq,
-        IndexChange.collection,
-        IndexChange.collection_id,
-        IndexChange.face_id,
-        IndexChange.op,
+        _changes.c.seq,
+        _changes.c.collection,
+        _changes.c.collection_id,
+        _changes.c.face_id,
+        _changes.c.op,
     )
-    .where(IndexChange.account_id == bindparam("account_id"), IndexChange.seq > bindparam("after"))
-    .order_by(IndexChange.seq)
+    .where(_changes.c.account_id == bindparam("account_id"), _changes.c.seq > bindparam("after"))
+    .order_by(_changes.c.seq)
 )
 
 
@@ -180,7 +182,7 @@ class IndexRegistry:
         query = _CHANGES_AFTER
         if only is not None:
             query = query.where(
-                IndexChange.collection == only[0], IndexChange.collection_id == only[1]
+                _changes.c.collection == only[0], _changes.c.collection_id == only[1]
             )
         last = after
         outdated: set[tuple[str, int]] = set()

@@ -47,15 +47,20 @@ class Limiter(Protocol):
 
 @cache
 def _count_call(dialect: str) -> Insert:
-    """The upsert that counts a call, built once per dialect: it runs on every request."""
+    """The upsert that counts a call, built once per dialect: it runs on every request.
+
+    On the table, not the ORM class: an ORM insert goes through the bulk-persistence machinery,
+    which made this one-row upsert cost 0.74 ms instead of 0.2 ms.
+    """
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(RateWindow).values(
+    windows = RateWindow.__table__
+    statement = insert(windows).values(
         account_id=bindparam("account_id"), window_start=bindparam("window_start"), calls=1
     )
     return statement.on_conflict_do_update(
-        index_elements=[RateWindow.account_id, RateWindow.window_start],
-        set_={"calls": RateWindow.calls + 1},
-    ).returning(RateWindow.calls)
+        index_elements=[windows.c.account_id, windows.c.window_start],
+        set_={"calls": windows.c.calls + 1},
+    ).returning(windows.c.calls)
 
 
 class DatabaseLimiter:
