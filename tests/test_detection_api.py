@@ -732,3 +732,46 @@ def test_purge_keeps_expired_faces_held_by_a_person_or_faceset(
     purge_expired()  # now nothing holds it
     with session_scope() as db:
         assert db.scalar(select(Face.id).where(Face.public_id == person_face)) is None
+
+
+def expire_at(face_ids: list[str], when: datetime) -> None:
+    with session_scope() as db:
+        db.execute(update(Face).where(Face.public_id.in_(face_ids)).values(expires_at=when))
+
+
+def faces_left(face_ids: list[str]) -> set[str]:
+    with session_scope() as db:
+        return set(db.scalars(select(Face.public_id).where(Face.public_id.in_(face_ids))))
+
+
+def test_purge_goes_through_faces_sharing_an_expiry_time_in_batches(
+    client: TestClient, account: Credentials
+) -> None:
+    """Faces detected together share their expiry: batches must page through them, not stall."""
+    data = celeba_photo()
+    faces = [ok_body(detect(client, account, data))["faces"][0]["face_id"] for _ in range(6)]
+    held = faces[3]  # in the middle of the shared time, between batches
+    created = client.post(
+        "/faceset/create", params=account.query, data={"name": "s", "face_id": held}
+    ).json()
+    assert created["status"] == "OK", created
+    expire_at(faces, datetime.now(UTC) - timedelta(minutes=1))
+
+    purge_expired(batch=2)
+
+    assert faces_left(faces) == {held}
+
+
+def test_a_purge_since_a_time_leaves_older_expiries_to_the_full_pass(
+    client: TestClient, account: Credentials
+) -> None:
+    data = celeba_photo()
+    older, recent = (ok_body(detect(client, account, data))["faces"][0]["face_id"] for _ in "ab")
+    now = datetime.now(UTC)
+    expire_at([older], now - timedelta(hours=2))
+    expire_at([recent], now - timedelta(minutes=1))
+
+    purge_expired(since=now - timedelta(hours=1))
+    assert faces_left([older, recent]) == {older}
+    purge_expired()
+    assert faces_left([older, recent]) == set()

@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import ColumnElement, Row, Select, delete, exists, or_, select
 
 from app.config import get_settings
 from app.db.models import Face, FacesetFace, Image
@@ -22,27 +23,75 @@ log = logging.getLogger("facesrv.upkeep")
 
 HEARTBEAT_EVERY_S = 5.0
 PURGE_EVERY_S = 300.0
+# A full purge pass a day; the passes in between look only at what expired since the last one.
+FULL_PURGE_EVERY_S = 86_400.0
+PURGE_BATCH = 1000
 
 
-def purge_expired() -> None:
-    """Drop faces past their 5 days that no person or faceset holds, then their bare images."""
+def purge_expired(since: datetime | None = None, batch: int = PURGE_BATCH) -> None:
+    """Drop faces past their 5 days that no person or faceset holds, then their bare images.
+
+    `since` limits the pass to rows that expired after it, so that frequent passes visit each
+    row once, when its time runs out; a full pass (None) also catches faces let go by their
+    person or faceset after their expiry.
+    """
     now = datetime.now(UTC)
+    held = or_(
+        Face.person_id.is_not(None),
+        exists(select(FacesetFace.face_id).where(FacesetFace.face_id == Face.id)),
+    )
+    _purge(Face, ~held, since, now, batch)
+    _purge(Image, ~exists(select(Face.id).where(Face.image_id == Image.id)), since, now, batch)
     with session_scope() as db:
-        db.execute(
-            delete(Face).where(
-                Face.expires_at < now,
-                Face.person_id.is_(None),
-                ~exists(select(FacesetFace.face_id).where(FacesetFace.face_id == Face.id)),
-            )
-        )
-        db.execute(
-            delete(Image).where(
-                Image.expires_at < now,
-                ~exists(select(Face.id).where(Face.image_id == Image.id)),
-            )
-        )
         tasks.purge(db)
         purge_old_windows(db)
+
+
+def _purge(
+    model: type[Face] | type[Image],
+    purgeable: ColumnElement[bool],
+    since: datetime | None,
+    now: datetime,
+    batch: int,
+) -> None:
+    """Delete the expired rows that are `purgeable`, a batch of candidates per transaction.
+
+    Candidates come from the expiry index alone. A single DELETE let SQLite plan it through the
+    person index instead (person_id IS NULL looks selective without statistics) and read every
+    face, a million of them in seconds, holding the write lock every request's rate count needs.
+    """
+    for ids in _expired(model, since, now, batch):
+        with session_scope() as db:
+            db.execute(delete(model).where(model.id.in_(ids), purgeable))
+
+
+def _expired(
+    model: type[Face] | type[Image], since: datetime | None, now: datetime, batch: int
+) -> Iterator[list[int]]:
+    """Ids of rows expired before `now` (and not before `since`), in expiry order, by batches.
+
+    The keyset (expiry, id) is read with two index seeks, the rest of the current expiry time
+    and then the times after it: SQLite seeks a row-value comparison on its first column only,
+    and faces detected together share their expiry time, so each batch rescanned them all.
+    """
+    table = model.__table__
+    expiry, row_id = table.c.expires_at, table.c.id
+    later = select(row_id, expiry).where(expiry < now).order_by(expiry, row_id)
+    if since is not None:
+        later = later.where(expiry >= since)
+    same_time = select(row_id, expiry).order_by(row_id)
+
+    def read(query: Select) -> list[Row]:
+        with session_scope() as db:
+            return list(db.execute(query).all())
+
+    rows = read(later.limit(batch))
+    while rows:
+        yield [row.id for row in rows]
+        last = rows[-1]
+        rows = read(same_time.where(expiry == last.expires_at, row_id > last.id).limit(batch))
+        if len(rows) < batch:
+            rows += read(later.where(expiry > last.expires_at).limit(batch - len(rows)))
 
 
 def prune_change_log() -> None:
@@ -72,15 +121,19 @@ class Upkeep:
         self._thread.join(timeout=5)
 
     def _loop(self) -> None:
-        last_purge = 0.0
+        last_purge = next_full_purge = -PURGE_EVERY_S
+        purged_until: datetime | None = None
         while not self._stop.wait(HEARTBEAT_EVERY_S):
             try:
                 with session_scope() as db:
                     tasks.heartbeat(db)
                     tasks.sweep(db)
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
-                    purge_expired()
+                    started, full = datetime.now(UTC), time.monotonic() >= next_full_purge
+                    purge_expired(since=None if full else purged_until)
                     prune_change_log()
-                    last_purge = time.monotonic()
+                    purged_until, last_purge = started, time.monotonic()
+                    if full:
+                        next_full_purge = last_purge + FULL_PURGE_EVERY_S
             except Exception:
                 log.exception("upkeep failed; retrying")
