@@ -10,10 +10,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
+from app.db.migrate import upgrade
+from app.db.session import make_engine
+from app.services.accounts import lock_account
 from tests.conftest import DEFAULT_QUOTA, make_account
 from tests.servers import Server
 from tests.test_entities import detect_faces
@@ -129,3 +136,31 @@ def test_rate_limit_is_shared_by_worker_processes(
         int(r.headers["X-RateLimit-Remaining"]) for r in responses if r.status_code == 200
     )
     assert remaining == list(range(10))  # every call saw its own count: no lost increments
+
+
+def test_locking_an_account_checks_no_table_that_references_it(tmp_path: Path) -> None:
+    """Every write starts with the lock. Had it written the account's key, SQLite would check
+    each table referencing accounts for the account's rows: all its faces, on every write."""
+    url = f"sqlite:///{tmp_path / 'lock.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    try:
+        with Session(engine) as session:
+            event.listen(engine, "before_cursor_execute", capture)
+            lock_account(session, 1)
+            event.remove(engine, "before_cursor_execute", capture)
+            session.rollback()
+        (statement,) = statements
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            program = connection.exec_driver_sql(f"EXPLAIN {statement}", (1,)).all()
+    finally:
+        engine.dispose()
+    opcodes = {row[1] for row in program}
+    assert "Update" in opcodes or "Insert" in opcodes, "the statement writes the row"
+    assert not {opcode for opcode in opcodes if opcode.startswith("Fk")}, sorted(opcodes)
