@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import gc
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
 
+from app.db.models import Account, RateWindow
+from app.db.session import engine_for, session_scope
+from app.services.ratelimit import purge_old_windows
 from tests.conftest import Credentials, make_account
+from tests.plans import query_plans, reads_whole, statements_on
 
 
 def test_info_api_has_the_seed_shape(client: TestClient, account: Credentials) -> None:
@@ -115,6 +121,32 @@ def test_failed_calls_count_against_the_rate_limit(client: TestClient, configure
     for _ in range(3):
         assert client.get("/info/api", params=creds.query).json()["status"] == "NO_PERMISSION"
     assert client.get("/info/api", params=creds.query).json()["status"] == "RATE_LIMIT_EXCEEDED"
+
+
+def test_counts_older_than_a_day_are_purged_by_account(configured: str) -> None:
+    """Rate counts (one row per account and window) are purged through their key."""
+    ids = []
+    for creds in (make_account(), make_account()):
+        with session_scope() as db:
+            ids.append(db.scalar(select(Account.id).where(Account.api_id == creds.api_id)))
+    now = int(time.time())
+    windows = [(ids[0], now - 2 * 86_400), (ids[0], now), (ids[1], now - 2 * 86_400)]
+    with session_scope() as db:
+        db.execute(
+            insert(RateWindow),
+            [{"account_id": a, "window_start": start, "calls": 1} for a, start in windows],
+        )
+
+    engine = engine_for(configured)
+    with statements_on(engine, "rate_windows") as statements, session_scope() as db:
+        assert purge_old_windows(db, ids[0]) == 1
+    with session_scope() as db:
+        query = select(RateWindow.account_id, RateWindow.window_start).where(
+            RateWindow.account_id.in_(ids)
+        )
+        assert sorted(tuple(row) for row in db.execute(query)) == sorted(windows[1:])
+    (plan,) = query_plans(engine, statements)
+    assert not reads_whole("rate_windows", plan), plan
 
 
 def test_unknown_path_and_method_are_json(client: TestClient, account: Credentials) -> None:

@@ -5,21 +5,23 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select, update
 
 from app.config import get_settings
 from app.db.models import Account, Face, Faceset, IndexChange
-from app.db.session import session_scope
+from app.db.session import engine_for, session_scope
 from app.index.vectors import HAMMING
 from app.services import changes
 from app.services.indexes import IndexRegistry, get_registry
-from app.services.upkeep import prune_change_log
+from app.services.upkeep import prune_account_log, prune_change_log
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_bytes, celeba_identities
+from tests.plans import query_plans, reads_whole, statements_on
 
 
 def detect(client: TestClient, creds: Credentials, image: str) -> str:
@@ -299,11 +301,7 @@ def test_operator_index_settings_win_over_a_snapshot(
 
 def _prune_everything(creds: Credentials) -> None:
     """Prune the account's whole log, as FACESRV_INDEX_LOG_DAYS would once it is old enough."""
-    with session_scope() as db:
-        account_id = db.scalar(select(Account.id).where(Account.api_id == creds.api_id))
-        assert account_id is not None
-    with session_scope() as db:
-        assert changes.prune(db, account_id, datetime.now(UTC) + timedelta(seconds=1)) > 0
+    assert prune_account_log(_account_id(creds), datetime.now(UTC) + timedelta(seconds=1)) > 0
 
 
 def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
@@ -392,6 +390,110 @@ def test_pruning_keeps_recent_rows_and_one_marker_per_collection(
     assert [c["face_id"] for c in body["candidates"]][0] == a1
     body = post(client, account, "/face/identification", face_id=b1, group_id=group)
     assert [c["person_id"] for c in body["candidates"]] == [person]
+
+
+def _account_id(creds: Credentials) -> int:
+    with session_scope() as db:
+        account_id = db.scalar(select(Account.id).where(Account.api_id == creds.api_id))
+        assert account_id is not None
+        return account_id
+
+
+def _log_of(account_id: int) -> list[Row]:
+    columns = IndexChange.__table__.c
+    query = (
+        select(columns.seq, columns.collection, columns.collection_id, columns.face_id, columns.op)
+        .where(columns.account_id == account_id)
+        .order_by(columns.seq)
+    )
+    with session_scope() as db:
+        return list(db.execute(query))
+
+
+def _age_log(account_id: int, through_seq: int) -> None:
+    """Date the account's log rows up to `through_seq` a month back."""
+    with session_scope() as db:
+        db.execute(
+            update(IndexChange)
+            .where(IndexChange.account_id == account_id, IndexChange.seq <= through_seq)
+            .values(created_at=datetime.now(UTC) - timedelta(days=30))
+        )
+
+
+def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
+    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
+    post(client, account, "/group/create", name="g", person_id=person)
+    assert (
+        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
+        == "OK"
+    )
+    account_id = _account_id(account)
+    log = _log_of(account_id)
+    assert [row.op for row in log] == ["add"] * 4 + ["remove"]
+    seqs = [row.seq for row in log]
+    of_faceset = (log[0].collection, log[0].collection_id)
+    of_group = (log[3].collection, log[3].collection_id)
+    deleted_per_transaction: list[int] = []
+    prune = changes.prune
+
+    def counting_prune(*args: Any) -> int:
+        deleted_per_transaction.append(prune(*args))
+        return deleted_per_transaction[-1]
+
+    monkeypatch.setattr(changes, "prune", counting_prune)
+
+    def markers() -> list[tuple[tuple[str, int], int]]:
+        rows = [row for row in _log_of(account_id) if row.op == changes.PRUNED]
+        return [((row.collection, row.collection_id), row.face_id) for row in rows]
+
+    week_ago = datetime.now(UTC) - timedelta(days=7)
+    _age_log(account_id, seqs[3])  # the adds; the remove is recent
+    assert prune_account_log(account_id, week_ago, batch=2) == 4
+    assert max(deleted_per_transaction) == 2, "no transaction deletes more than a batch"
+    assert sorted(markers()) == sorted([(of_faceset, seqs[2]), (of_group, seqs[3])])
+    assert [row.op for row in _log_of(account_id) if row.op != changes.PRUNED] == ["remove"]
+
+    _age_log(account_id, seqs[4])  # now the remove too; the markers stay recent
+    assert prune_account_log(account_id, week_ago, batch=2) == 1
+    assert sorted(markers()) == sorted([(of_faceset, seqs[4]), (of_group, seqs[3])])
+    assert prune_account_log(account_id, week_ago, batch=2) == 0
+    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
+    assert [c["face_id"] for c in body["candidates"]] == [a2, a3]
+
+
+def test_a_prune_pass_reads_the_log_through_its_indexes(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    configured: str,
+) -> None:
+    """Pruning must not read the whole log: it runs beside requests, and partly under their lock."""
+    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a3, b1])
+    account_id = _account_id(account)
+    _age_log(account_id, _log_of(account_id)[-1].seq)
+    engine = engine_for(configured)
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    with statements_on(engine, "index_changes") as first:
+        assert prune_account_log(account_id, tomorrow, batch=3) == 4
+    post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])
+    _age_log(account_id, _log_of(account_id)[-1].seq)
+    with statements_on(engine, "index_changes") as second:
+        assert prune_account_log(account_id, tomorrow, batch=3) == 1  # replaces the marker
+    statements = first + second
+    assert len(statements) >= 6
+    for (statement, _), plan in zip(statements, query_plans(engine, statements), strict=True):
+        # From a seq on (the prefix, the replay) or among the markers, never the whole log.
+        bounded = "seq>" in plan.replace(" ", "") or "ix_index_changes_markers" in plan
+        assert bounded and not reads_whole("index_changes", plan), (statement, plan)
 
 
 def test_accounts_do_not_see_each_other(

@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -210,7 +211,18 @@ class IndexChange(Base):
     op: Mapped[str] = mapped_column(String(8))  # "add", "remove", "drop" or "pruned"
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (Index("ix_index_changes_account_seq", "account_id", "seq"),)
+    __table_args__ = (
+        Index("ix_index_changes_account_seq", "account_id", "seq"),
+        # Pruning replaces a collection's marker: this finds it without reading the account's log.
+        Index(
+            "ix_index_changes_markers",
+            "account_id",
+            "collection",
+            "collection_id",
+            sqlite_where=text("op = 'pruned'"),
+            postgresql_where=text("op = 'pruned'"),
+        ),
+    )
 
 
 class Task(Base):

@@ -12,15 +12,27 @@ silently missing the deleted rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
+from itertools import takewhile
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import bindparam, delete, insert, literal_column, select
 from sqlalchemy.orm import Session
 
 from app.db.models import GroupMember, IndexChange
 from app.services.accounts import lock_account
 
 PRUNED = "pruned"
+_changes = IndexChange.__table__
+# The op is a literal, not a parameter: a database only uses a partial index (here, of the
+# markers) for a query whose own WHERE clause implies the index's.
+_EARLIER_MARKER = delete(_changes).where(
+    _changes.c.account_id == bindparam("account_id"),
+    literal_column("op") == literal_column(f"'{PRUNED}'"),
+    _changes.c.collection == bindparam("collection"),
+    _changes.c.collection_id == bindparam("collection_id"),
+    _changes.c.seq < bindparam("seq"),
+)
 
 
 def record(
@@ -61,55 +73,76 @@ def record_person_faces(
         record(db, account_id, "group", group_id, face_ids, op)
 
 
-def accounts_with_old_changes(db: Session, older_than: datetime) -> list[int]:
-    return list(
-        db.scalars(
-            select(IndexChange.account_id)
-            .where(IndexChange.created_at < older_than, IndexChange.op != PRUNED)
-            .distinct()
-        )
-    )
+@dataclass(frozen=True)
+class OldRows:
+    """A batch from the start of an account's log, up to its first row not yet old."""
+
+    ends: dict[tuple[str, int], int]  # per collection, its last old seq (markers aside)
+    through: int  # the seq of the last old row read, markers included
+    more: bool  # every row read was old: the old part of the log may go on
 
 
-def prune(db: Session, account_id: int, older_than: datetime) -> int:
-    """Delete the account's log rows older than `older_than`, marking each collection pruned.
+def old_rows(db: Session, account_id: int, older_than: datetime, after: int, limit: int) -> OldRows:
+    """Read the account's next `limit` log rows past seq `after`, on the (account, seq) index.
 
-    Runs as its own write transaction, under the account lock like every writer, so the markers
-    take their place in the account's commit order. Returns the rows deleted.
+    Rows are appended in time order, so the old ones are a prefix of the log: no need to search
+    the whole log on created_at, which has no index. Markers left by earlier passes stay where
+    they are; they are only replaced, by `prune`.
     """
-    lock_account(db, account_id)
-    ends = db.execute(
-        select(IndexChange.collection, IndexChange.collection_id, func.max(IndexChange.seq))
-        .where(
-            IndexChange.account_id == account_id,
-            IndexChange.created_at < older_than,
-            IndexChange.op != PRUNED,
+    rows = db.execute(
+        select(
+            _changes.c.seq,
+            _changes.c.collection,
+            _changes.c.collection_id,
+            _changes.c.op,
+            (_changes.c.created_at < older_than).label("old"),
         )
-        .group_by(IndexChange.collection, IndexChange.collection_id)
+        .where(_changes.c.account_id == account_id, _changes.c.seq > after)
+        .order_by(_changes.c.seq)
+        .limit(limit)
     ).all()
-    deleted = 0
-    for collection, collection_id, last in ends:
-        of_collection = (
-            IndexChange.account_id == account_id,
-            IndexChange.collection == collection,
-            IndexChange.collection_id == collection_id,
+    old = list(takewhile(lambda row: row.old, rows))
+    ends = {(row.collection, row.collection_id): row.seq for row in old if row.op != PRUNED}
+    return OldRows(ends, old[-1].seq if old else after, len(old) == limit)
+
+
+def prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
+    """Delete the old rows read past `after`, leaving each collection one marker.
+
+    Runs as its own short write transaction, under the account lock like every writer, so the
+    markers take their place in the account's commit order. Returns the rows deleted.
+    """
+    if not old.ends:
+        return 0
+    lock_account(db, account_id)
+    # The markers go in first, so they take seqs past every row: SQLite would hand out the
+    # deleted ones again if the newest were gone, and replays would skip the reused seqs.
+    markers = db.scalars(
+        insert(_changes).returning(_changes.c.seq, sort_by_parameter_order=True),
+        [
+            {
+                "account_id": account_id,
+                "collection": collection,
+                "collection_id": collection_id,
+                "face_id": last,
+                "op": PRUNED,
+            }
+            for (collection, collection_id), last in old.ends.items()
+        ],
+    ).all()
+    # Each collection's earlier marker goes: the new one reaches further.
+    db.execute(
+        _EARLIER_MARKER,
+        [
+            {"account_id": account_id, "collection": key[0], "collection_id": key[1], "seq": seq}
+            for key, seq in zip(old.ends, markers, strict=True)
+        ],
+    )
+    return db.execute(
+        delete(_changes).where(
+            _changes.c.account_id == account_id,
+            _changes.c.seq > after,
+            _changes.c.seq <= old.through,
+            _changes.c.op != PRUNED,
         )
-        # The marker goes in first, so it takes a seq past every row: SQLite would hand out
-        # the deleted ones again if the newest were gone, and replays would skip the reused seqs.
-        marker = db.scalar(
-            insert(IndexChange)
-            .values(
-                account_id=account_id,
-                collection=collection,
-                collection_id=collection_id,
-                face_id=last,
-                op=PRUNED,
-            )
-            .returning(IndexChange.seq)
-        )
-        # Older markers go too: the new one reaches further.
-        stale = (IndexChange.seq <= last) | (IndexChange.op == PRUNED)
-        deleted += db.execute(
-            delete(IndexChange).where(*of_collection, IndexChange.seq < marker, stale)
-        ).rowcount
-    return deleted
+    ).rowcount
