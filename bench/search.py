@@ -9,7 +9,9 @@ What it measures, through the product's own paths:
      answered (the snapshot is loaded, then the change log replayed);
   4. latency of /face/search (top=3), server-side (Server-Timing header) and at the client, and
      recall@1 of its top candidate against exact search over the same vectors;
-  5. memory per face: the server's resident memory after the load minus before it, over N.
+  5. memory per face: the server's resident memory after the load minus before it, over N;
+  6. /faceset/add_face of the probe faces one at a time into the big faceset, server-side, each
+     followed by a search that must find it.
 
 Genuine probes are base vectors plus noise, renormalised (cosine ~0.8 to their source, like a
 second photo of an enrolled person), so recall@1 has a clear true answer; stranger probes are
@@ -70,7 +72,7 @@ def populate(
     expires = datetime.now(UTC) + timedelta(days=5)
     quota = parse_quota(
         f"groups=1,persons=1,facesets=1,persons_per_group=1,faces_per_person=1,"
-        f"faces_per_faceset={n}"
+        f"faces_per_faceset={n + PROBES + STRANGERS}"
     )
     with session_scope() as db:
         account, secret = create_account(db, name="bench", rate_limit="1000000q/1s", quota=quota)
@@ -174,6 +176,25 @@ class Server:
         self.process.wait(timeout=30)
 
 
+def write_then_search(
+    client: httpx.Client, creds: dict[str, str], faceset_id: str, face_ids: list[str]
+) -> tuple[list[float], int]:
+    """Add each face alone to the big faceset, then search for it: a write on a big account,
+    then the log replay that makes it searchable at once."""
+    add_ms, found = [], 0
+    for face_id in face_ids:
+        added = client.post(
+            "/faceset/add_face", json={**creds, "faceset_id": faceset_id, "face_id": face_id}
+        )
+        assert added.status_code == 200, added.text
+        add_ms.append(float(added.headers["server-timing"].split("dur=")[1]))
+        response = client.post(
+            "/face/search", json={**creds, "face_id": face_id, "faceset_id": faceset_id, "top": 1}
+        )
+        found += response.json()["candidates"][0]["face_id"] == face_id
+    return add_ms, found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -253,6 +274,7 @@ def main() -> None:
                 "/face/search", json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id}
             )
             hits[i] = response.json()["candidates"][0]["face_id"] == expected[i]
+        add_ms, found_at_once = write_then_search(client, creds, faceset_id, probe_ids)
     server.stop()
 
     def pct(values: list[float], p: float) -> float:
@@ -269,6 +291,12 @@ def main() -> None:
         f"({min(args.queries, PROBES)} probes), strangers {hits[PROBES:].mean():.3f} "
         f"({STRANGERS} probes)"
     )
+    print(
+        f"/faceset/add_face, one face at a time into the {args.n:,}-face faceset, then at once "
+        f"/face/search for it, {len(add_ms)} times:"
+    )
+    print(f"  add_face server-side  p50 {pct(add_ms, 50):.2f} ms  p99 {pct(add_ms, 99):.2f} ms")
+    print(f"  found by the next search: {found_at_once} / {len(add_ms)}")
     if args.keep:
         print(f"data kept in {work}")
     else:
