@@ -39,7 +39,12 @@ def face_public_ids(db: Session, faceset_id: int) -> list[str]:
     )
 
 
-def _attach(db: Session, account: Account, faceset: Faceset, faces: list[Face]) -> int:
+def _attach(db: Session, account: Account, faceset: Faceset, faces: list[Face]) -> tuple[int, int]:
+    """Add the faces not yet in; returns (how many were new, members after).
+
+    Members are counted once, for the quota, and the total follows from it: a count reads
+    every member (25 ms at a million).
+    """
     present = set(
         db.scalars(
             select(FacesetFace.face_id).where(
@@ -49,11 +54,12 @@ def _attach(db: Session, account: Account, faceset: Faceset, faces: list[Face]) 
         )
     )
     new = [face.id for face in faces if face.id not in present]
-    check_quota(account, "faces_per_faceset", face_count(db, faceset.id) + len(new))
+    members = face_count(db, faceset.id) + len(new)
+    check_quota(account, "faces_per_faceset", members)
     db.add_all(FacesetFace(faceset_id=faceset.id, face_id=face_id) for face_id in new)
     db.flush()
     changes.record(db, account.id, "faceset", faceset.id, new, "add")
-    return len(new)
+    return len(new), members
 
 
 def create(
@@ -85,8 +91,8 @@ def add_faces(
 ) -> MembershipResult:
     lock_account(db, account.id)
     faceset = find_owned(db, Faceset, account.id, public_id, "INVALID_FACESET")
-    added = _attach(db, account, faceset, usable_faces(db, account.id, face_ids))
-    return MembershipResult(faceset.public_id, faceset.name, face_count(db, faceset.id), added)
+    added, members = _attach(db, account, faceset, usable_faces(db, account.id, face_ids))
+    return MembershipResult(faceset.public_id, faceset.name, members, added)
 
 
 def remove_faces(

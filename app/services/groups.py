@@ -51,7 +51,8 @@ def _faces_of(db: Session, person_id: int) -> list[int]:
     return list(db.scalars(select(Face.id).where(Face.person_id == person_id)))
 
 
-def _attach(db: Session, account: Account, group: Group, persons: list[Person]) -> int:
+def _attach(db: Session, account: Account, group: Group, persons: list[Person]) -> tuple[int, int]:
+    """Add the persons not yet in; returns (how many were new, members after), counted once."""
     present = set(
         db.scalars(
             select(GroupMember.person_id).where(
@@ -61,12 +62,13 @@ def _attach(db: Session, account: Account, group: Group, persons: list[Person]) 
         )
     )
     new = [person for person in persons if person.id not in present]
-    check_quota(account, "persons_per_group", person_count(db, group.id) + len(new))
+    members = person_count(db, group.id) + len(new)
+    check_quota(account, "persons_per_group", members)
     db.add_all(GroupMember(group_id=group.id, person_id=person.id) for person in new)
     db.flush()
     for person in new:
         changes.record(db, account.id, "group", group.id, _faces_of(db, person.id), "add")
-    return len(new)
+    return len(new), members
 
 
 def create(
@@ -98,8 +100,8 @@ def add_persons(
 ) -> MembershipResult:
     lock_account(db, account.id)
     group = find_owned(db, Group, account.id, public_id, "INVALID_GROUP")
-    added = _attach(db, account, group, owned_persons(db, account.id, person_ids))
-    return MembershipResult(group.public_id, group.name, person_count(db, group.id), added)
+    added, members = _attach(db, account, group, owned_persons(db, account.id, person_ids))
+    return MembershipResult(group.public_id, group.name, members, added)
 
 
 def remove_persons(

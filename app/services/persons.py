@@ -27,10 +27,14 @@ def face_public_ids(db: Session, person_id: int) -> list[str]:
     )
 
 
-def _attach(db: Session, account: Account, person: Person, faces: list[Face]) -> int:
-    """Give `faces` to `person`, moving them from any other person; returns how many were new."""
+def _attach(db: Session, account: Account, person: Person, faces: list[Face]) -> tuple[int, int]:
+    """Give `faces` to `person`, moving them from any other person.
+
+    Returns (how many were new, faces after), counted once for the quota.
+    """
     new = [face for face in faces if face.person_id != person.id]
-    check_quota(account, "faces_per_person", face_count(db, person.id) + len(new))
+    members = face_count(db, person.id) + len(new)
+    check_quota(account, "faces_per_person", members)
     for previous_owner in {face.person_id for face in new if face.person_id is not None}:
         moved = [face.id for face in new if face.person_id == previous_owner]
         changes.record_person_faces(db, account.id, previous_owner, moved, "remove")
@@ -38,7 +42,7 @@ def _attach(db: Session, account: Account, person: Person, faces: list[Face]) ->
         face.person_id = person.id
     db.flush()
     changes.record_person_faces(db, account.id, person.id, [face.id for face in new], "add")
-    return len(new)
+    return len(new), members
 
 
 def create(
@@ -71,8 +75,8 @@ def add_faces(
 ) -> MembershipResult:
     lock_account(db, account.id)
     person = find_owned(db, Person, account.id, public_id, "INVALID_PERSON")
-    added = _attach(db, account, person, usable_faces(db, account.id, face_ids))
-    return MembershipResult(person.public_id, person.name, face_count(db, person.id), added)
+    added, members = _attach(db, account, person, usable_faces(db, account.id, face_ids))
+    return MembershipResult(person.public_id, person.name, members, added)
 
 
 def remove_faces(
