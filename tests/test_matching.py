@@ -356,16 +356,27 @@ def test_a_snapshot_older_than_the_pruned_log_is_rebuilt(
     assert not snapshot.exists(), "the outdated snapshot is dropped"
 
 
+def _faceset_and_group(
+    client: TestClient, account: Credentials, people: dict[str, list[str]]
+) -> tuple[list[str], str, str, str]:
+    """A faceset of one identity's three faces, and a group of a person holding another's face.
+
+    Returns the four face ids, the faceset, the person and the group; four "add" log rows.
+    """
+    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
+    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
+    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
+    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
+    return [a1, a2, a3, b1], faceset, person, group
+
+
 def test_pruning_keeps_recent_rows_and_one_marker_per_collection(
     client: TestClient,
     account: Credentials,
     people: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
-    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
-    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
+    (a1, _, _, b1), faceset, person, group = _faceset_and_group(client, account, people)
 
     def log() -> list[tuple[str, int]]:
         with session_scope() as db:
@@ -426,10 +437,7 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
     people: dict[str, list[str]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    (a1, a2, a3), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
-    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
-    post(client, account, "/group/create", name="g", person_id=person)
+    (a1, a2, a3, _), faceset, _, _ = _faceset_and_group(client, account, people)
     assert (
         post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
         == "OK"
