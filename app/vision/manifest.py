@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REQUIRED_ROLES = ("detection", "recognition", "landmarks106", "age", "gender")
+REQUIRED_ROLES = ("detection", "recognition", "landmarks106", "age", "gender", "emotion")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,10 @@ class ModelSpec:
     sha256: str
     licence: str
     options: dict[str, Any] = field(default_factory=dict)
+    # Set for a file that ships in another format: `path` is checked against `source_sha256`,
+    # converted by the named converter (e.g. "keras-hdf5"), and the result against `sha256`.
+    convert: str | None = None
+    source_sha256: str | None = None
 
     @classmethod
     def from_json(cls, role: str, raw: dict[str, Any]) -> ModelSpec:
@@ -39,6 +43,8 @@ class ModelSpec:
             sha256=raw["sha256"].lower(),
             licence=raw.get("licence", ""),
             options=dict(raw.get("options", {})),
+            convert=raw.get("convert"),
+            source_sha256=(raw.get("source_sha256") or "").lower() or None,
         )
 
 

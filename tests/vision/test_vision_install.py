@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.vision.install import ModelsNotInstalled, check_models, install_models
+from app.vision.install import CONVERTERS, ModelsNotInstalled, check_models, install_models
 from app.vision.manifest import REQUIRED_ROLES, load_manifest
 from app.vision.pipeline import FaceAnalyzer
 
@@ -22,7 +22,11 @@ def test_manifest_describes_every_role(manifest_path: Path) -> None:
     manifest = load_manifest(manifest_path)
     assert set(REQUIRED_ROLES) <= set(manifest.models)
     for spec in manifest.all_files():
-        assert len(spec.sha256) == 64 and spec.licence and spec.path.endswith(spec.file)
+        assert len(spec.sha256) == 64 and spec.licence
+        if spec.convert is None:
+            assert spec.path.endswith(spec.file)
+        else:
+            assert spec.convert in CONVERTERS and len(spec.source_sha256 or "") == 64
     assert {a.file for a in manifest.test_assets.values()} == {
         "players.jpg",
         "gdp.jpg",
@@ -62,3 +66,18 @@ def test_missing_model_names_the_fix(manifest_path: Path, models_dir: Path, tmp_
     with pytest.raises(ModelsNotInstalled, match="facesrv models install") as error:
         FaceAnalyzer.load(manifest_path, tmp_path)
     assert "w600k_mbf.onnx is missing" in str(error.value)
+
+
+@pytest.mark.slow
+def test_conversion_reproduces_the_pinned_graph(
+    manifest_path: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    """The expression model ships as Keras HDF5: a fresh install downloads, verifies, converts
+    and gets exactly the pinned ONNX bytes (install_models raises otherwise)."""
+    converted = load_manifest(manifest_path).models["emotion"]
+    _copy_models(manifest_path, models_dir, tmp_path, skip=converted.file)
+    lines: list[str] = []
+    install_models(manifest_path, tmp_path, log=lines.append)
+    assert f"verified {converted.file}" in lines
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".part")) == []
+    assert check_models(manifest_path, tmp_path) == []
