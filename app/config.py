@@ -49,6 +49,7 @@ class Settings:
     index_rerank: int
     index_log_days: int
     log_level: str
+    attractive: bool
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,6 +79,7 @@ class Settings:
             index_rerank=_env_int("INDEX_RERANK", 256),
             index_log_days=_env_int("INDEX_LOG_DAYS", 7),
             log_level=_env("LOG_LEVEL", "info"),
+            attractive=_env_bool("ATTRACTIVE", True),
         )
 
 

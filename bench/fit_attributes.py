@@ -1,9 +1,14 @@
-"""Fits the smile / eyeglass / sunglass rules on MTFL and prints the held-out report.
+"""Fits the attribute rules on MTFL and CelebA and prints the held-out report.
 
-Reproduces `app/vision/attribute_coefficients.json` from the shared MTFL training set
-(`../shared/data/mtfl-train`, 10,000 faces of 80x80 px) and reports accuracy and AUC on a held-out
-part, for the fitted rules and, as a check of the data and of the preparation, for the gender
-network (which is not fitted here).
+Reproduces `app/vision/attribute_coefficients.json`:
+- smile / eyeglass / sunglass from the shared MTFL training set (`../shared/data/mtfl-train`,
+  10,000 faces of 80x80 px), with accuracy and AUC on a held-out part, plus the gender network and
+  the expression network's `happy` against MTFL's smile label (neither is fitted here);
+- attractive / eye_open / mouth_open from the 288 CelebA photos with labels
+  (`../shared/data/celeba-dev/attributes.tsv`), with AUC from identity-grouped cross-validation,
+  attractive's AUC within each gender and age group, and every other attribute and emotion that
+  a CelebA label can check; the screaming and confused ramps are placed on the measured spread of
+  mouth gap and brow height (there is no label for either).
 
     .venv/bin/python bench/fit_attributes.py            # ~5 min of extraction on 2 cores, cached
     .venv/bin/python bench/fit_attributes.py --no-write # report only, JSON untouched
@@ -22,10 +27,12 @@ all faces of one photo land on the same side).
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -40,7 +47,11 @@ from app.vision.pipeline import FaceAnalyzer
 
 REPO = Path(__file__).resolve().parents[1]
 MTFL = REPO.parent / "shared" / "data" / "mtfl-train"
+CELEBA = REPO.parent / "shared" / "data" / "celeba-dev"
 CACHE = Path("/tmp/facesrv_mtfl_features.npz")
+CELEBA_CACHE = Path("/tmp/facesrv_celeba_features.npz")
+# The expression network's classes by SenseTime name, the column order of `expression` above.
+EXPRESSIONS = ("angry", "disgust", "scared", "happy", "sad", "surprised", "calm")
 UPSCALE = 2
 HOLDOUT_FRACTION = 0.25
 FOLDS = 5
@@ -93,14 +104,17 @@ def read_labels(root: Path = MTFL) -> list[Label]:
     return labels
 
 
-def load_face_image(path: Path) -> np.ndarray:
-    """An MTFL image as the rules are fitted and tested on it: RGB, upscaled 2x bicubic."""
+def load_face_image(path: Path, upscale: int = UPSCALE) -> np.ndarray:
+    """A photo as the rules are fitted and tested on it: RGB, MTFL's upscaled 2x bicubic."""
     image = Image.open(path).convert("RGB")
-    size = (image.width * UPSCALE, image.height * UPSCALE)
-    return np.asarray(image.resize(size, Image.Resampling.BICUBIC))
+    if upscale != 1:
+        size = (image.width * upscale, image.height * upscale)
+        image = image.resize(size, Image.Resampling.BICUBIC)
+    return np.asarray(image)
 
 
 _analyzer: FaceAnalyzer | None = None
+EVIDENCE = ("crop", "landmarks106", "embedding", "male", "age", "expression")
 
 
 def _init_worker() -> None:
@@ -109,16 +123,18 @@ def _init_worker() -> None:
     _analyzer = FaceAnalyzer.load(settings.model_manifest, settings.models_dir, threads=1)
 
 
-def _extract_one(path: str) -> dict[str, np.ndarray] | None:
+def _extract_one(job: tuple[str, int]) -> dict[str, np.ndarray] | None:
     """Everything the rules and the report need for the largest face, or None if none found."""
     assert _analyzer is not None
-    rgb = load_face_image(MTFL / path)
+    path, upscale = job
+    rgb = load_face_image(Path(path), upscale)
     faces = _analyzer.analyze(rgb)
     if not faces:
         return None
     face = faces[0]
     kps = face.kps[None]
     image = Image.fromarray(rgb)
+    (expression,) = _analyzer.expression.predict(image, kps)
     return {
         "crop": _analyzer.align(rgb, kps)[0],
         "landmarks106": apply_affine(
@@ -127,27 +143,34 @@ def _extract_one(path: str) -> dict[str, np.ndarray] | None:
         "embedding": face.embedding,
         "male": _analyzer.gender.predict(image, kps)[:1].astype(np.float32),
         "age": _analyzer.age.predict(image, kps)[:1].astype(np.float32),
+        "expression": np.array([expression[k] for k in EXPRESSIONS], np.float32),
     }
 
 
-def extract(labels: list[Label], workers: int) -> dict[str, np.ndarray]:
-    """Per-face evidence for every detected face, cached in /tmp (keyed by path list)."""
-    paths = [label.path for label in labels]
-    if CACHE.is_file():
-        cached = dict(np.load(CACHE))
-        if list(cached["paths"]) == paths:
+def models_key() -> str:
+    """Hash of the manifest's models and their options: a cache made with others is stale."""
+    raw = json.loads(get_settings().model_manifest.read_text())
+    return hashlib.sha256(json.dumps(raw["models"], sort_keys=True).encode()).hexdigest()
+
+
+def extract(paths: list[Path], upscale: int, cache: Path, workers: int) -> dict[str, np.ndarray]:
+    """Per-face evidence for every detected face, cached in /tmp (keyed by paths and models)."""
+    names = [str(path) for path in paths]
+    key = models_key()
+    if cache.is_file():
+        cached = dict(np.load(cache))
+        if list(cached["paths"]) == names and str(cached.get("models_key")) == key:
             return cached
     started = time.perf_counter()
     with Pool(workers, initializer=_init_worker) as pool:
-        results = pool.map(_extract_one, paths, chunksize=64)
+        results = pool.map(_extract_one, [(name, upscale) for name in names], chunksize=16)
     print(f"extracted {len(paths)} faces in {time.perf_counter() - started:.0f} s")
     found = np.array([r is not None for r in results])
-    keys = ("crop", "landmarks106", "embedding", "male", "age")
-    arrays = {k: np.stack([r[k] for r in results if r is not None]) for k in keys}
+    arrays = {k: np.stack([r[k] for r in results if r is not None]) for k in EVIDENCE}
     arrays["male"] = arrays["male"][:, 0]
     arrays["age"] = arrays["age"][:, 0]
-    data = {"paths": np.array(paths), "found": found, **arrays}
-    np.savez(CACHE, **data)
+    data = {"paths": np.array(names), "models_key": np.array(key), "found": found, **arrays}
+    np.savez(cache, **data)
     return data
 
 
@@ -187,6 +210,15 @@ def folds_of(n: int) -> np.ndarray:
     return np.arange(n) % FOLDS
 
 
+def grouped_folds(groups: list[str], salt: str = "") -> np.ndarray:
+    """Fold of each sample by the SHA-1 of its group (identity): a person never straddles two.
+
+    Inner cross-validation (penalty choice inside an outer fold) uses another salt, so that its
+    folds are not the outer ones with one missing.
+    """
+    return np.array([hashlib.sha1((salt + g).encode()).digest()[0] % FOLDS for g in groups])
+
+
 def standardised_model(x: np.ndarray, y: np.ndarray, penalty: float) -> dict[str, object]:
     """Logistic model on z-scored features, stored the way `rules.linear` reads it."""
     mean, scale = x.mean(axis=0), x.std(axis=0).clip(1e-9)
@@ -194,18 +226,20 @@ def standardised_model(x: np.ndarray, y: np.ndarray, penalty: float) -> dict[str
     return {"mean": mean, "scale": scale, "weights": weights, "bias": bias}
 
 
-def out_of_fold(x: np.ndarray, y: np.ndarray, penalty: float) -> np.ndarray:
+def out_of_fold(
+    x: np.ndarray, y: np.ndarray, penalty: float, folds: np.ndarray | None = None
+) -> np.ndarray:
     """Logits for each training face from a model that did not see it (for stacking and CV)."""
-    folds = folds_of(len(y))
+    folds = folds_of(len(y)) if folds is None else folds
     logits = np.empty(len(y))
-    for k in range(FOLDS):
+    for k in np.unique(folds):
         model = standardised_model(x[folds != k], y[folds != k], penalty)
         logits[folds == k] = rules.linear(x[folds == k], model)
     return logits
 
 
-def best_penalty(x: np.ndarray, y: np.ndarray) -> float:
-    scored = {p: auc(out_of_fold(x, y, p), y) for p in PENALTIES}
+def best_penalty(x: np.ndarray, y: np.ndarray, folds: np.ndarray | None = None) -> float:
+    scored = {p: auc(out_of_fold(x, y, p, folds), y) for p in PENALTIES}
     return max(scored, key=scored.__getitem__)
 
 
@@ -275,13 +309,168 @@ def stacked(
     return {"embedding": embedding, "combined": combined}
 
 
+def embedding_pcs(embeddings: np.ndarray, count: int) -> np.ndarray:
+    """The first principal components of the MTFL embeddings (unsupervised, other people)."""
+    reference = np.load(CACHE)["embedding"].astype(np.float64)
+    mean = reference.mean(axis=0)
+    _, _, axes = np.linalg.svd(reference - mean, full_matrices=False)
+    return (embeddings - mean) @ axes[:count].T
+
+
+def ramp_rule(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """A one-feature logistic fit written as `rules.ramp` reads it: {half, width}."""
+    model = standardised_model(x[:, None], y, 0.0)
+    weight = float(np.asarray(model["weights"])[0]) / float(np.asarray(model["scale"])[0])
+    half = float(np.asarray(model["mean"])[0]) - float(model["bias"]) / weight
+    return {"half": round(half, 5), "width": round(1.0 / weight, 5)}
+
+
+def cross_validated(
+    fit_and_score: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int, folds: np.ndarray
+) -> np.ndarray:
+    """Scores for every sample from `fit_and_score(train_mask, test_mask)` over the folds."""
+    scores = np.empty(n)
+    for k in np.unique(folds):
+        test = folds == k
+        scores[test] = fit_and_score(~test, test)
+    return scores
+
+
+def read_celeba() -> tuple[list[dict[str, str]], dict[str, str]]:
+    """The labelled CelebA rows (image + 40 labels) and every image's identity."""
+    with (CELEBA / "attributes.tsv").open() as handle:
+        labelled = list(csv.DictReader(handle, delimiter="\t"))
+    with (CELEBA / "identities.tsv").open() as handle:
+        identity = {row["image"]: row["identity"] for row in csv.DictReader(handle, delimiter="\t")}
+    return labelled, identity
+
+
+def celeba_part(workers: int) -> tuple[dict[str, object], dict[str, dict]]:
+    """Fits attractive, eye_open, mouth_open on CelebA; checks the rest against its labels.
+
+    Returns the coefficients to write and the report. Figures are identity-grouped 5-fold
+    cross-validated (each face scored by a model fitted without that person); the shipped
+    models are then fitted on all 288 faces.
+    """
+    labelled, identity = read_celeba()
+    data = extract([CELEBA / "images" / row["image"] for row in labelled], 1, CELEBA_CACHE, workers)
+    rows = [row for row, found in zip(labelled, data["found"], strict=True) if found]
+    label = {name: np.array([row[name] == "1" for row in rows], np.float64) for name in rows[0]}
+    people = [identity[row["image"]] for row in rows]
+    folds = grouped_folds(people)
+    print(
+        f"\nCelebA: {len(rows)} of {len(labelled)} labelled photos detected, {len(set(people))} "
+        f"identities, "
+        f"{FOLDS}-fold cross-validation grouped by identity"
+    )
+    embeddings = data["embedding"].astype(np.float64)
+    geometry = rules.face_geometry(data["landmarks106"])
+    smile_logit = rules.stacked_logit(
+        rules.smile_features(data["landmarks106"]), embeddings, rules.coefficients()["smile"]
+    )
+    y = label["Attractive"]
+    report: dict[str, dict] = {}
+
+    def grouped_fit(x: np.ndarray, train: np.ndarray) -> dict[str, object]:
+        """Penalty by inner identity-grouped CV on the training part, then a fit on all of it."""
+        inner = grouped_folds([people[i] for i in np.flatnonzero(train)], salt="inner")
+        return standardised_model(x[train], y[train], best_penalty(x[train], y[train], inner))
+
+    candidates = {
+        "age + gender outputs only": np.column_stack([data["age"], data["male"]]),
+        "+ embedding PCA-20 (tried)": np.column_stack(
+            [data["age"], data["male"], embedding_pcs(embeddings, 20)]
+        ),
+        "shipped: + smile, eye, mouth, brow": rules.attractive_features(
+            data["age"], data["male"], smile_logit, geometry
+        ),
+    }
+    print("attractive (logistic over the outputs of other attributes; the embedding overfits):")
+    for name, x in candidates.items():
+        scores = cross_validated(
+            lambda tr, te, x=x: rules.linear(x[te], grouped_fit(x, tr)), len(rows), folds
+        )
+        report_line(name, scores, y)
+    attractive = scores
+    report["attractive"] = report_line("cross-validated (shipped)", attractive, y)
+    for name, mask in (
+        ("women", label["Male"] == 0),
+        ("men", label["Male"] == 1),
+        ("Young", label["Young"] == 1),
+        ("not Young", label["Young"] == 0),
+    ):
+        report[f"attractive, {name}"] = report_line(f"  within {name}", attractive[mask], y[mask])
+        print(
+            f"    {name:<10} label rate {y[mask].mean():.2f}, "
+            f"mean predicted P {rules.sigmoid(attractive[mask]).mean():.2f}"
+        )
+    x = candidates["shipped: + smile, eye, mouth, brow"]
+    attractive_model = standardised_model(x, y, best_penalty(x, y, folds))
+
+    print("eye_open (eye aspect ratio; positive = not Narrow_Eyes) and mouth_open:")
+    openness = {
+        "eye_open": (geometry[:, 0], 1 - label["Narrow_Eyes"]),
+        "mouth_open": (geometry[:, 1], label["Mouth_Slightly_Open"]),
+    }
+    ramps = {}
+    for name, (x, target) in openness.items():
+        scores = cross_validated(
+            lambda tr, te, x=x, target=target: rules.ramp(x[te], ramp_rule(x[tr], target[tr])),
+            len(rows), folds,
+        )  # fmt: skip
+        report[name] = report_line(f"{name} cross-validated", scores - 0.5, target)
+        ramps[name] = ramp_rule(x, target)
+        print(f"    shipped ramp {ramps[name]}")
+
+    print("attributes fitted elsewhere, checked against CelebA labels (no fitting here):")
+    described = rules.describe(
+        [rules.FaceEvidence(c, lm, e) for c, lm, e in
+         zip(data["crop"], data["landmarks106"], data["embedding"], strict=True)],
+        data["age"], data["male"], geometry, attractive=False,
+    )  # fmt: skip
+    values = {key: np.array([d[key] for d in described], np.float64) for key in described[0]}
+    happy = data["expression"][:, EXPRESSIONS.index("happy")].astype(np.float64)
+    for name, scores, target, threshold in (
+        ("smile vs Smiling", values["smile"], label["Smiling"], 50),
+        ("emotion happy vs Smiling", 100 * happy, label["Smiling"], 50),
+        ("eyeglass vs Eyeglasses", values["eyeglass"], label["Eyeglasses"], 50),
+        ("gender vs Male", values["gender"], label["Male"], 50),
+        ("-age vs Young (at 35)", -values["age"], label["Young"], -35),
+    ):
+        report[name] = report_line(name, scores, target, threshold)
+
+    print("screaming and confused ramps (no label: placed on the measured spread):")
+    gap_q = np.percentile(geometry[:, 1], [50, 90, 99])
+    brow_q = np.percentile(geometry[:, 2], [1, 5, 50])
+    print(f"  mouth gap 50/90/99%: {' '.join(f'{v:.3f}' for v in gap_q)}")
+    print(f"  brow height 1/5/50%: {' '.join(f'{v:.3f}' for v in brow_q)}")
+    # A scream opens the mouth past what 99% of these photos show (90% of them are at or
+    # below the open-mouth smile); brows count as lowered below the lowest 5%.
+    screaming = {
+        "half": round(float(gap_q[2]), 4),
+        "width": round(float(gap_q[2] - gap_q[1]) / 4, 4),
+    }
+    confused = {
+        "half": round(float(brow_q[1]), 4),
+        "width": round(float(brow_q[2] - brow_q[1]) / 4, 4),
+    }
+    print(f"  screaming ramp {screaming}, confused ramp {confused}")
+    out = {
+        "attractive": jsonable(attractive_model) | {"features": list(rules.ATTRACTIVE_FEATURES)},
+        **ramps,
+        "screaming": screaming,
+        "confused": confused,
+    }
+    return out, report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-write", action="store_true", help="report only")
     args = parser.parse_args()
     labels = read_labels()
-    data = extract(labels, args.workers)
+    data = extract([MTFL / label.path for label in labels], UPSCALE, CACHE, args.workers)
     kept = [label for label, found in zip(labels, data["found"], strict=True) if found]
     held = np.array([label.held_out for label in kept])
     train = ~held
@@ -311,6 +500,10 @@ def main() -> None:
     eyeglass_held = rules.stacked_logit(edges[held], embeddings[held], eyeglass)
     report["eyeglass"] = report_line("held out (combined)", eyeglass_held, glasses[held])
 
+    print("happy (the expression network, not fitted here) against the smile label:")
+    happy = data["expression"][:, EXPRESSIONS.index("happy")].astype(np.float64)
+    report["happy vs smile"] = report_line("held out", happy[held] - 0.5, smile[held])
+
     print("gender (the installed network, not fitted here; P(male) >= 0.5):")
     report["gender"] = report_line("held out", data["male"][held] - 0.5, male[held])
     report_line("all detected faces", data["male"] - 0.5, male)
@@ -334,13 +527,17 @@ def main() -> None:
         f"{int((glasses == 0).sum())} faces without glasses"
     )
 
+    celeba, celeba_report = celeba_part(args.workers)
     if not args.no_write:
         out = {
-            "source": "bench/fit_attributes.py on MTFL train (../shared/data/mtfl-train)",
+            "source": "bench/fit_attributes.py on MTFL train (../shared/data/mtfl-train) and "
+            "the labelled CelebA photos (../shared/data/celeba-dev/attributes.tsv)",
             "held_out": report,
+            "cross_validated_celeba": celeba_report,
             "smile": jsonable(smile_model) | {"features": list(rules.SMILE_FEATURES)},
             "eyeglass": jsonable(eyeglass) | {"features": list(rules.EDGE_FEATURES)},
             "sunglass": SUNGLASS_RULE,
+            **celeba,
         }
         rules.COEFFICIENTS.write_text(json.dumps(out, indent=1) + "\n")
         print(f"wrote {rules.COEFFICIENTS.relative_to(REPO)}")

@@ -41,7 +41,29 @@ HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 TOP_KEYS = ["image_id", "width", "height", "faces", "status", "request_id"]
 FACE_KEYS = ["face_id", "rect", "eye_dist", "landmarks21"]
 RECT_KEYS = ["left", "top", "right", "bottom"]
-ATTRIBUTE_KEYS = {"age", "gender", "smile", "eyeglass", "sunglass"}
+# The seed's order, then the live service's extras (wire-compat.md, "Beyond the seed").
+ATTRIBUTE_KEYS = [
+    "age",
+    "gender",
+    "attractive",
+    "eyeglass",
+    "sunglass",
+    "smile",
+    "eye_open",
+    "mouth_open",
+]
+EMOTION_KEYS = [
+    "angry",
+    "calm",
+    "disgust",
+    "happy",
+    "sad",
+    "surprised",
+    "confused",
+    "squint",
+    "screaming",
+    "scared",
+]
 MUST_SPECIFY = "must specify 'file' or 'url' argument"
 
 
@@ -266,18 +288,41 @@ def test_landmarks106_and_attributes_on_request(client: TestClient, account: Cre
     (face,) = only_attributes["faces"]
     assert list(face) == [*FACE_KEYS, "attributes"]
 
-    both = detect(client, account, data, landmarks106=1, attributes=1)
-    (face,) = ok_body(both)["faces"]
-    assert list(face) == [*FACE_KEYS, "landmarks106", "attributes"]
-    attributes = face["attributes"]
-    assert {"age", "gender"} <= set(attributes) <= ATTRIBUTE_KEYS
-    assert "attractive" not in attributes
-    assert all(is_int(value) and 0 <= value <= 100 for value in attributes.values()), attributes
+    only_emotions = ok_body(detect(client, account, data, emotions=1))
+    (face,) = only_emotions["faces"]
+    assert list(face) == [*FACE_KEYS, "emotions"]
+
+    every = detect(client, account, data, landmarks106=1, attributes=1, emotions=1)
+    (face,) = ok_body(every)["faces"]
+    assert list(face) == [*FACE_KEYS, "landmarks106", "attributes", "emotions"]
+    attributes, emotions = face["attributes"], face["emotions"]
+    assert list(attributes) == ATTRIBUTE_KEYS
+    assert list(emotions) == EMOTION_KEYS
+    for values in (attributes, emotions):
+        assert all(is_int(value) and 0 <= value <= 100 for value in values.values()), values
     assert attributes["gender"] >= 50  # Yao Ming
     assert 15 <= attributes["age"] <= 60
-    # Clients call int() on the raw text: every attribute value is a bare integer.
-    for name in attributes:
-        assert re.search(rf'"{name}":\d{{1,3}}[,}}]', both.text), name
+    assert attributes["smile"] >= 1
+    # Clients call int() on the raw text: every value is a bare integer.
+    for name in [*attributes, *emotions]:
+        assert re.search(rf'"{name}":\d{{1,3}}[,}}]', every.text), name
+
+
+def test_attractive_can_be_turned_off(
+    client: TestClient, account: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.services.detection import get_analyzer
+
+    monkeypatch.setenv("FACESRV_ATTRACTIVE", "0")
+    get_settings.cache_clear()
+    get_analyzer.cache_clear()
+    try:
+        body = ok_body(detect(client, account, model_photo("yaoming.jpg"), attributes=1))
+    finally:
+        get_settings.cache_clear()
+        get_analyzer.cache_clear()
+    (face,) = body["faces"]
+    assert list(face["attributes"]) == [key for key in ATTRIBUTE_KEYS if key != "attractive"]
 
 
 def test_team_photo_finds_many_faces(client: TestClient, account: Credentials) -> None:
@@ -642,12 +687,25 @@ def test_info_face(client: TestClient, account: Credentials) -> None:
 
 
 def test_info_face_keeps_the_detection_attributes(client: TestClient, account: Credentials) -> None:
-    detected = ok_body(detect(client, account, model_photo("yaoming.jpg"), attributes=1))
+    photo = model_photo("yaoming.jpg")
+    detected = ok_body(detect(client, account, photo, attributes=1, emotions=1))
     (detected_face,) = detected["faces"]
     body = info(client, account, "/info/face", face_id=detected_face["face_id"]).json()
-    assert list(body)[-2:] == ["attributes", "request_id"]
+    assert list(body)[-3:] == ["attributes", "emotions", "request_id"]
     check_info_face(body, detected_face)
+    assert list(body["attributes"]) == ATTRIBUTE_KEYS
     assert body["attributes"] == detected_face["attributes"]
+    assert body["emotions"] == detected_face["emotions"]
+
+    image = info(client, account, "/info/image", image_id=detected["image_id"], with_faces=1).json()
+    (image_face,) = image["faces"]
+    assert list(image_face)[-2:] == ["attributes", "emotions"]
+    assert image_face["emotions"] == detected_face["emotions"]
+
+    # Emotions alone are stored and shown alone.
+    only = ok_body(detect(client, account, photo, emotions=1))["faces"][0]
+    shown = info(client, account, "/info/face", face_id=only["face_id"]).json()
+    assert "attributes" not in shown and shown["emotions"] == only["emotions"]
 
 
 def test_unknown_foreign_and_expired_ids(client: TestClient, account: Credentials) -> None:

@@ -2,12 +2,20 @@
 
 `/face/detection` sends numbers (rect integers, landmark floats) and nothing null, because one
 client parses it with `ast.literal_eval`; `/info/image` and `/info/face` keep the seed's own
-samples' types there: rect values and landmarks21 coordinates as strings.
+samples' types there: rect values and landmarks21 coordinates as strings. `attributes` and
+`emotions` go out in the wire order clients index by, whatever order a stored row has.
 """
 
 from __future__ import annotations
 
 from app.db.models import Face, Image
+from app.vision.attributes import ATTRIBUTE_KEYS
+from app.vision.emotion import EMOTION_KEYS
+
+
+def _ordered(values: dict[str, int] | None, keys: tuple[str, ...]) -> dict[str, int]:
+    stored = values or {}
+    return {key: stored[key] for key in keys if key in stored}
 
 
 def _rect(face: Face, cast: type) -> dict:
@@ -19,7 +27,7 @@ def _rect(face: Face, cast: type) -> dict:
     }
 
 
-def detection_face(face: Face, *, landmarks106: bool, attributes: bool) -> dict:
+def detection_face(face: Face, *, landmarks106: bool, attributes: bool, emotions: bool) -> dict:
     body: dict = {
         "face_id": face.public_id,
         "rect": _rect(face, int),
@@ -29,7 +37,9 @@ def detection_face(face: Face, *, landmarks106: bool, attributes: bool) -> dict:
     if landmarks106:
         body["landmarks106"] = face.landmarks106
     if attributes:
-        body["attributes"] = face.attributes or {}
+        body["attributes"] = _ordered(face.attributes, ATTRIBUTE_KEYS)
+    if emotions:
+        body["emotions"] = _ordered(face.emotions, EMOTION_KEYS)
     return body
 
 
@@ -42,7 +52,9 @@ def info_face(face: Face) -> dict:
         "landmarks106": face.landmarks106,
     }
     if face.attributes:
-        body["attributes"] = face.attributes
+        body["attributes"] = _ordered(face.attributes, ATTRIBUTE_KEYS)
+    if face.emotions:
+        body["emotions"] = _ordered(face.emotions, EMOTION_KEYS)
     return body
 
 

@@ -33,7 +33,9 @@ _inference_lock = threading.Lock()
 @lru_cache(maxsize=1)
 def get_analyzer() -> FaceAnalyzer:
     settings = get_settings()
-    return FaceAnalyzer.load(settings.model_manifest, settings.models_dir)
+    return FaceAnalyzer.load(
+        settings.model_manifest, settings.models_dir, attractive=settings.attractive
+    )
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, k=-(clockwise // 90)))
 
 
-def analyse(data: bytes, *, attributes: bool, auto_rotate: bool) -> Analysis:
+def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool) -> Analysis:
     """Pixels to faces, outside any database transaction (this is the slow part)."""
     decoded = decode_image(data)
     rgb, turned = decoded.rgb, 0
@@ -74,7 +76,7 @@ def analyse(data: bytes, *, attributes: bool, auto_rotate: bool) -> Analysis:
             turned = analyzer.upright_rotation(rgb)
             if turned:
                 rgb = _rotate(rgb, turned)
-        faces = analyzer.analyze(rgb, attributes=attributes)
+        faces = analyzer.analyze(rgb, attributes=attributes, emotions=emotions)
     return Analysis(decoded, rgb, turned, faces)
 
 
@@ -91,6 +93,7 @@ def _face_row(account_id: int, image: Image, face: DetectedFace, expires_at: dat
         landmarks21=np.round(face.landmarks21.astype(np.float64), 6).tolist(),
         landmarks106=np.round(face.landmarks106.astype(np.float64), 6).tolist(),
         attributes=face.attributes or None,
+        emotions=face.emotions or None,
         embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
         expires_at=expires_at,
     )

@@ -34,7 +34,9 @@ class ChipClassifier:
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [122.782, 117.001, 104.298]), np.float32)
         self.std = np.asarray(options.get("std", [256.0] * 3), np.float32)
-        self.bgr = options.get("colour_order", "RGB").upper() == "BGR"
+        colour_order = options.get("colour_order", "RGB").upper()
+        self.bgr = colour_order == "BGR"
+        self.grey = colour_order == "GREY"  # one luminance channel (ITU-R 601, as PIL's "L")
         self.input_size = int(options["input_size"])
         padding = float(options.get("chip_padding", 0.2))
         template = np.asarray(options.get("chip_template", DLIB_CHIP_TEMPLATE), np.float64)
@@ -59,6 +61,8 @@ class ChipClassifier:
         pixels = self.chips(image, kps).astype(np.float32)
         if self.bgr:
             pixels = pixels[..., ::-1]
+        elif self.grey:
+            pixels = pixels @ np.array([[0.299], [0.587], [0.114]], np.float32)
         blob = np.ascontiguousarray(((pixels - self.mean) / self.std).transpose(0, 3, 1, 2))
         return self.session.run(None, {self.input_name: blob})[0]
 

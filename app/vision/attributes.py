@@ -1,8 +1,8 @@
-"""Smile, eyeglass and sunglass scores: small rules fitted on MTFL, not networks.
+"""Attribute scores beyond age and gender: small rules fitted on MTFL and CelebA, not networks.
 
-No openly licensed smile or glasses network ships with the models we install, so each attribute
-is a measured rule over evidence the pipeline already has (the ArcFace-aligned crop, the 106
-landmarks in that crop's frame, the recognition embedding). The coefficients live in
+No openly licensed smile, glasses or openness network ships with the models we install, so each
+attribute is a measured rule over evidence the pipeline already has (the ArcFace-aligned crop,
+the 106 landmarks in that crop's frame, the recognition embedding). The coefficients live in
 `attribute_coefficients.json`, produced by `bench/fit_attributes.py`, which also prints the
 held-out accuracy and AUC; docs/attributes.md has the figures and the method.
 
@@ -23,7 +23,13 @@ held-out accuracy and AUC; docs/attributes.md has the figures and the method.
   still score as sunglasses. Dark skin does not by itself trigger it (the measure is a ratio to
   the cheeks), but on dark, dim faces the ratio is noisier.
 
-`attractive` is deliberately absent: there is no honest model for it.
+- attractive (0..100): logistic model fitted on CelebA's crowd-sourced Attractive label over what
+  the other attributes measure (age, P(male), the smile logit, eye, mouth and brow geometry);
+  the identity embedding was tried and overfits 288 photos. A subjective label, learnt mostly
+  from gender, youth and smiling: the biases are measured in docs/attributes.md, and
+  FACESRV_ATTRACTIVE=0 leaves it out.
+- eye_open, mouth_open (0..100): one-feature logistic ramps on the 106-point eye aspect ratio
+  and inner-lip gap, fitted on CelebA's Narrow_Eyes (inverted) and Mouth_Slightly_Open.
 """
 
 from __future__ import annotations
@@ -44,6 +50,23 @@ UPPER_LIP_OUTER, LOWER_LIP_OUTER = 71, 53
 UPPER_LIP_INNER, LOWER_LIP_INNER = 62, 60
 LEFT_PUPIL, RIGHT_PUPIL = 38, 88
 NOSE_TIP = 86
+# Eyes as (outer corner, inner corner, upper-lid points, lower-lid points facing them) and brows
+# by their lower contour; the layout is in docs/landmarks21.md.
+EYES_106 = ((35, 39, (41, 40, 42), (36, 33, 37)), (93, 89, (95, 94, 96), (90, 87, 91)))
+BROWS_LOWER = ((44, 45, 47, 46), (97, 98, 99, 100))
+GEOMETRY = ("eye_ratio", "mouth_gap", "brow_height")
+ATTRACTIVE_FEATURES = ("age", "male", "smile_logit", *GEOMETRY)
+# The wire order of `attributes`: the seed's six, then the live service's extras.
+ATTRIBUTE_KEYS = (
+    "age",
+    "gender",
+    "attractive",
+    "eyeglass",
+    "sunglass",
+    "smile",
+    "eye_open",
+    "mouth_open",
+)
 
 MOUTH = tuple(range(52, 72))  # the 20 lip contour points
 SMILE_FEATURES = (
@@ -99,6 +122,39 @@ def smile_features(landmarks106: np.ndarray) -> np.ndarray:
     )
     lips = p[:, MOUTH] - p[:, MOUTH].mean(axis=1, keepdims=True)
     return np.column_stack([np.stack(columns, axis=1), lips.reshape(len(p), -1)]) / ipd[:, None]
+
+
+def face_geometry(landmarks106: np.ndarray) -> np.ndarray:
+    """(N, 3) openness measures, columns as GEOMETRY, from points in the aligned (upright) frame.
+
+    eye_ratio: lid gap over eye width (the eye aspect ratio of blink detectors), both eyes
+    averaged; mouth_gap: inner-lip gap over mouth width; brow_height: how far the lower brow
+    contour sits above the pupils, in inter-pupil distances (low = brows drawn down).
+    """
+    p = np.asarray(landmarks106, np.float64)
+    ratios = []
+    for outer, inner, upper, lower in EYES_106:
+        width = np.linalg.norm(p[:, outer] - p[:, inner], axis=1).clip(1e-6)
+        gap = np.linalg.norm(p[:, list(upper)] - p[:, list(lower)], axis=2).mean(axis=1)
+        ratios.append(gap / width)
+    mouth_width = np.linalg.norm(p[:, MOUTH_LEFT] - p[:, MOUTH_RIGHT], axis=1).clip(1e-6)
+    mouth_gap = np.linalg.norm(p[:, UPPER_LIP_INNER] - p[:, LOWER_LIP_INNER], axis=1) / mouth_width
+    ipd = np.linalg.norm(p[:, LEFT_PUPIL] - p[:, RIGHT_PUPIL], axis=1).clip(1e-6)
+    pupils_y = (p[:, LEFT_PUPIL, 1] + p[:, RIGHT_PUPIL, 1]) / 2
+    brows_y = np.mean([p[:, list(brow), 1].mean(axis=1) for brow in BROWS_LOWER], axis=0)
+    return np.column_stack([np.mean(ratios, axis=0), mouth_gap, (pupils_y - brows_y) / ipd])
+
+
+def attractive_features(
+    ages: np.ndarray, males: np.ndarray, smile_logit: np.ndarray, geometry: np.ndarray
+) -> np.ndarray:
+    """(N, 6) inputs of the attractive model, columns as ATTRACTIVE_FEATURES."""
+    return np.column_stack([ages, males, smile_logit, geometry]).astype(np.float64)
+
+
+def ramp(values: np.ndarray, rule: dict[str, Any]) -> np.ndarray:
+    """A one-feature logistic rule {half, width}: 1/2 at `half`, steeper for a smaller width."""
+    return sigmoid((np.asarray(values, np.float64) - float(rule["half"])) / float(rule["width"]))
 
 
 def _luminance(crops: np.ndarray) -> np.ndarray:
@@ -181,22 +237,50 @@ def sunglass_probability(
     return eyeglass * ramp
 
 
-def fitted_attributes(faces: list[FaceEvidence]) -> list[dict[str, int]]:
-    """Integer scores per face: smile 1..100, eyeglass and sunglass 0..100 (>= 50 means yes)."""
+def _score(probability: float, low: int = 0) -> int:
+    return int(np.clip(round(100 * float(probability)), low, 100))
+
+
+def describe(
+    faces: list[FaceEvidence],
+    ages: np.ndarray,
+    males: np.ndarray,
+    geometry: np.ndarray,
+    *,
+    attractive: bool = True,
+) -> list[dict[str, int]]:
+    """Every attribute as an integer, keys in ATTRIBUTE_KEYS order (attractive left out if off).
+
+    ages and males are the networks' outputs (years, P(male)); geometry is `face_geometry` of
+    the faces' aligned landmarks.
+    """
     if not faces:
         return []
     model = coefficients()
     crops = np.stack([face.crop for face in faces])
     landmarks = np.stack([face.landmarks106 for face in faces])
     embeddings = np.stack([face.embedding for face in faces])
-    smile = sigmoid(stacked_logit(smile_features(landmarks), embeddings, model["smile"]))
+    smile_logit = stacked_logit(smile_features(landmarks), embeddings, model["smile"])
+    smile = sigmoid(smile_logit)
     eyeglass = sigmoid(stacked_logit(edge_features(crops), embeddings, model["eyeglass"]))
     sunglass = sunglass_probability(eyeglass, eye_band_darkness(crops), model["sunglass"])
-    return [
-        {
-            "smile": int(np.clip(round(100 * s), 1, 100)),
-            "eyeglass": int(np.clip(round(100 * e), 0, 100)),
-            "sunglass": int(np.clip(round(100 * g), 0, 100)),
+    features = attractive_features(ages, males, smile_logit, geometry)
+    beauty = sigmoid(linear(features, model["attractive"]))
+    eye_open = ramp(geometry[:, 0], model["eye_open"])
+    mouth_open = ramp(geometry[:, 1], model["mouth_open"])
+    described = []
+    for i in range(len(faces)):
+        values = {
+            "age": int(np.clip(round(float(ages[i])), 0, 100)),
+            "gender": _score(males[i]),
+            "attractive": _score(beauty[i]),
+            "eyeglass": _score(eyeglass[i]),
+            "sunglass": _score(sunglass[i]),
+            "smile": _score(smile[i], low=1),
+            "eye_open": _score(eye_open[i]),
+            "mouth_open": _score(mouth_open[i]),
         }
-        for s, e, g in zip(smile, eyeglass, sunglass, strict=True)
-    ]
+        if not attractive:
+            del values["attractive"]
+        described.append(values)
+    return described

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from PIL import Image
 
 from app.vision.agegender import AgeEstimator, GenderClassifier
 from app.vision.arcface import ArcFace
-from app.vision.attributes import FaceEvidence, fitted_attributes
+from app.vision.attributes import FaceEvidence, coefficients, describe, face_geometry
+from app.vision.emotion import ExpressionClassifier, emotion_scores
 from app.vision.geometry import apply_affine
 from app.vision.install import ModelsNotInstalled, check_models
 from app.vision.landmark106 import Landmark106
@@ -21,8 +23,13 @@ from app.vision.scrfd import SCRFD, Detections
 ROTATIONS = (0, 90, 180, 270)
 
 
-def _clamp_score(value: float) -> int:
-    return int(np.clip(round(float(value)), 0, 100))
+@dataclass(frozen=True)
+class ChipOutputs:
+    """What the small chip networks say of each face (None for what was not asked)."""
+
+    ages: np.ndarray | None
+    males: np.ndarray | None
+    expressions: list[dict[str, float]] | None
 
 
 @dataclass
@@ -35,6 +42,7 @@ class DetectedFace:
     landmarks106: np.ndarray  # (106, 2)
     embedding: np.ndarray  # (512,) float32, unit length
     attributes: dict[str, int] = field(default_factory=dict)
+    emotions: dict[str, int] = field(default_factory=dict)
 
     @property
     def landmarks21(self) -> np.ndarray:
@@ -48,10 +56,16 @@ class DetectedFace:
 
 
 class FaceAnalyzer:
-    """Detection, landmarks, embedding and optional attributes, one ONNX session per model.
+    """Detection, landmarks, embedding, optional attributes and emotions; a session per model.
+
+    `attractive=False` (FACESRV_ATTRACTIVE=0) leaves that subjective score out of `attributes`.
 
     Safe to share between threads: ONNX Runtime sessions allow concurrent runs, and the only
     mutable state is the detector's cache of anchor grids (idempotent writes).
+
+    The age, gender and expression networks need only the detector's keypoints, and they are
+    too small to keep two cores busy; they run on one side thread while the landmark and
+    recognition models run, which hides most of their cost (bench/detection.py, analysis cost).
     """
 
     def __init__(
@@ -62,6 +76,9 @@ class FaceAnalyzer:
         landmarker: Landmark106,
         age: AgeEstimator,
         gender: GenderClassifier,
+        expression: ExpressionClassifier,
+        *,
+        attractive: bool = True,
     ) -> None:
         self.manifest = manifest
         self.detector = detector
@@ -69,13 +86,21 @@ class FaceAnalyzer:
         self.landmarker = landmarker
         self.age = age
         self.gender = gender
+        self.expression = expression
+        self.attractive = attractive
+        self._side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facesrv-chips")
         self.rotation_input_size = int(
             manifest.models["detection"].options.get("rotation_input_size", 256)
         )
 
     @classmethod
     def load(
-        cls, manifest_path: Path, models_dir: Path, *, threads: int | None = None
+        cls,
+        manifest_path: Path,
+        models_dir: Path,
+        *,
+        threads: int | None = None,
+        attractive: bool = True,
     ) -> FaceAnalyzer:
         """Verify the installed files against the manifest, then open one session per model."""
         problems = check_models(manifest_path, models_dir)
@@ -94,6 +119,8 @@ class FaceAnalyzer:
             Landmark106.load(path("landmarks106"), specs["landmarks106"].options, threads),
             AgeEstimator.load(path("age"), specs["age"].options, threads),
             GenderClassifier.load(path("gender"), specs["gender"].options, threads),
+            ExpressionClassifier.load(path("emotion"), specs["emotion"].options, threads),
+            attractive=attractive,
         )
 
     def detect(self, rgb: np.ndarray) -> Detections:
@@ -106,16 +133,22 @@ class FaceAnalyzer:
         areas = (found.boxes[:, 2] - found.boxes[:, 0]) * (found.boxes[:, 3] - found.boxes[:, 1])
         return found.take(np.argsort(-areas, kind="stable"))
 
-    def analyze(self, rgb: np.ndarray, *, attributes: bool = False) -> list[DetectedFace]:
+    def analyze(
+        self, rgb: np.ndarray, *, attributes: bool = False, emotions: bool = False
+    ) -> list[DetectedFace]:
         """Every face in a uint8 HxWx3 RGB image, largest first.
 
-        Landmarks and embeddings are always computed; age, gender and the fitted attribute
-        rules only when `attributes` is set, since they cost extra model runs.
+        Landmarks and embeddings are always computed; attributes (age and gender networks plus
+        the fitted rules) and emotions (the expression network plus rules) only when asked,
+        since they cost extra model runs.
         """
         image = _as_image(rgb)
         found = self._detect(image)
         if len(found) == 0:
             return []
+        chips = None
+        if attributes or emotions:
+            chips = self._side.submit(self._chip_models, image, found.kps, attributes, emotions)
         landmarks = self.landmarker.predict(image, found.boxes)
         crops = self.recognizer.align(image, found.kps)
         embeddings = self.recognizer.embed_aligned(crops)
@@ -129,14 +162,20 @@ class FaceAnalyzer:
             )
             for i in range(len(found))
         ]
-        if attributes:
-            self._describe(image, faces, crops)
+        if chips is not None:
+            self._describe(faces, crops, chips.result())
         return faces
 
-    def _describe(self, image: Image.Image, faces: list[DetectedFace], crops: np.ndarray) -> None:
-        kps = np.stack([face.kps for face in faces])
-        ages = self.age.predict(image, kps)
-        males = self.gender.predict(image, kps)
+    def _chip_models(
+        self, image: Image.Image, kps: np.ndarray, attributes: bool, emotions: bool
+    ) -> ChipOutputs:
+        return ChipOutputs(
+            ages=self.age.predict(image, kps) if attributes else None,
+            males=self.gender.predict(image, kps) if attributes else None,
+            expressions=self.expression.predict(image, kps) if emotions else None,
+        )
+
+    def _describe(self, faces: list[DetectedFace], crops: np.ndarray, chips: ChipOutputs) -> None:
         evidence = [
             FaceEvidence(
                 crop=crop,
@@ -145,10 +184,17 @@ class FaceAnalyzer:
             )
             for face, crop in zip(faces, crops, strict=True)
         ]
-        extra = fitted_attributes(evidence)
-        for face, age, male, rules in zip(faces, ages, males, extra, strict=True):
-            face.attributes = {"age": _clamp_score(age), "gender": _clamp_score(100 * male)}
-            face.attributes.update({name: _clamp_score(v) for name, v in rules.items()})
+        geometry = face_geometry(np.stack([e.landmarks106 for e in evidence]))
+        if chips.ages is not None and chips.males is not None:
+            described = describe(
+                evidence, chips.ages, chips.males, geometry, attractive=self.attractive
+            )
+            for face, values in zip(faces, described, strict=True):
+                face.attributes = values
+        if chips.expressions is not None:
+            rules = coefficients()
+            for face, probabilities, row in zip(faces, chips.expressions, geometry, strict=True):
+                face.emotions = emotion_scores(probabilities, row, rules)
 
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
         """Embeddings of ArcFace-aligned crops (N, 112, 112, 3), batched (calibration scripts)."""

@@ -1,4 +1,4 @@
-"""The fitted smile / eyeglass / sunglass rules on held-out MTFL faces, through the real pipeline.
+"""The fitted attribute rules on held-out MTFL faces, through the real pipeline.
 
 The faces are taken from the part of MTFL that bench/fit_attributes.py holds out (same split,
 same preparation), a fixed handful per label, so the AUC here is an honest if noisy check that
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from app.vision import attributes
-from app.vision.attributes import fitted_attributes
+from app.vision.attributes import ATTRIBUTE_KEYS, describe
 from app.vision.pipeline import FaceAnalyzer
 from bench.fit_attributes import MTFL, Label, auc, load_face_image, read_labels
 
@@ -52,11 +52,15 @@ def test_coefficients_load() -> None:
     assert model["smile"]["features"] == list(attributes.SMILE_FEATURES)
     assert len(model["smile"]["combined"]["weights"]) == len(attributes.SMILE_FEATURES) + 1
     assert len(model["eyeglass"]["embedding"]["weights"]) == 512
-    assert "attractive" not in model
+    assert model["attractive"]["features"] == list(attributes.ATTRACTIVE_FEATURES)
+    assert len(model["attractive"]["weights"]) == len(attributes.ATTRACTIVE_FEATURES)
+    for ramp in ("eye_open", "mouth_open", "screaming", "confused"):
+        assert set(model[ramp]) == {"half", "width"} and model[ramp]["width"] > 0
 
 
 def test_no_faces() -> None:
-    assert fitted_attributes([]) == []
+    empty = np.zeros(0)
+    assert describe([], empty, empty, np.zeros((0, 3))) == []
 
 
 @pytest.mark.slow
@@ -72,9 +76,8 @@ def test_values_are_bounded_integers(analyzer: FaceAnalyzer, held_out: list[Labe
     faces = pick(held_out, lambda face: face.glasses)[:: PER_CLASS // 4]
     for label in faces:
         (face, *_) = analyzer.analyze(load_face_image(MTFL / label.path), attributes=True)
-        for name in ("smile", "eyeglass", "sunglass"):
-            value = face.attributes[name]
-            assert isinstance(value, int) and 0 <= value <= 100
+        assert tuple(face.attributes) == ATTRIBUTE_KEYS
+        for value in face.attributes.values():
+            assert type(value) is int and 0 <= value <= 100
         assert face.attributes["smile"] >= 1
         assert face.attributes["sunglass"] <= face.attributes["eyeglass"] + 1
-        assert "attractive" not in face.attributes

@@ -17,10 +17,13 @@ def face_detection(caller: CallerDep) -> dict:
     params = caller.params
     want_landmarks106 = params.flag("landmarks106")
     want_attributes = params.flag("attributes")
+    want_emotions = params.flag("emotions")
     auto_rotate = params.flag("auto_rotate")
     user_data = params.text("user_data")
     data = detection.image_bytes(params.file("file"), params.text("url"))
-    analysis = detection.analyse(data, attributes=want_attributes, auto_rotate=auto_rotate)
+    analysis = detection.analyse(
+        data, attributes=want_attributes, emotions=want_emotions, auto_rotate=auto_rotate
+    )
     with session_scope() as db:
         result = detection.store(db, caller.account, analysis, data, user_data)
     body: dict = {"image_id": result.image.public_id}
@@ -31,7 +34,12 @@ def face_detection(caller: CallerDep) -> dict:
     body["width"] = result.image.width
     body["height"] = result.image.height
     body["faces"] = [
-        detection_face(face, landmarks106=want_landmarks106, attributes=want_attributes)
+        detection_face(
+            face,
+            landmarks106=want_landmarks106,
+            attributes=want_attributes,
+            emotions=want_emotions,
+        )
         for face in result.faces
     ]
     body["status"] = "OK"
