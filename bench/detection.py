@@ -7,8 +7,14 @@ files in this process with the `insightface` package's own classes, per image: d
 640x640, then 106 landmarks and the ArcFace embedding of every face, which is what the server
 computes for a request without `attributes` (it also stores the result in its database).
 
-    .venv/bin/python bench/detection.py                 # 200 photos, ~2 min on 2 cores
+    .venv/bin/python bench/detection.py                 # 200 photos, ~4 min on 2 cores
     .venv/bin/python bench/detection.py --images 50     # quick look
+
+It ends with the cost of the optional analysis: the same one-face photos posted plain, with
+`attributes=1` and with `attributes=1&emotions=1`, the three requests of each photo back to back
+(their order rotating from photo to photo) from one client, so that all three see the same photo
+and the same moment of machine noise; it prints each variant's p50 and the median of the
+per-photo ratios.
 
 The reference needs `insightface` (plus `opencv-python-headless`) in the venv; it is a benchmark
 dependency only. Without it the reference row says why it is unavailable.
@@ -201,6 +207,52 @@ def run_clients(
     return Run(label, len(images), wall, latencies, faces[0])
 
 
+ANALYSIS_VARIANTS = {
+    "plain": {},
+    "attributes=1": {"attributes": "1"},
+    "attributes=1&emotions=1": {"attributes": "1", "emotions": "1"},
+}
+
+
+def analysis_cost(server: Server, images: list[bytes], repeats: int) -> None:
+    """Latency of each ANALYSIS_VARIANTS entry on one-face photos, interleaved per photo."""
+    names = list(ANALYSIS_VARIANTS)
+    latencies: dict[str, list[float]] = {name: [] for name in names}
+    one_face = 0
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+
+        def post(data: bytes, params: dict[str, str]) -> tuple[float, int]:
+            started = time.perf_counter()
+            response = http.post(
+                "/face/detection",
+                params={**server.credentials, **params},
+                files={"file": ("x.jpg", data)},
+            )
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status_code != 200:
+                raise RequestsFailed(f"analysis cost: {response.text[:200]}")
+            return elapsed, len(response.json()["faces"])
+
+        for repeat in range(repeats):
+            for index, data in enumerate(images):
+                if repeat == 0 and post(data, {})[1] != 1:
+                    continue  # the figure is for one-face photos; the first pass picks them
+                one_face += repeat == 0
+                shift = (index + repeat) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    latencies[name].append(post(data, ANALYSIS_VARIANTS[name])[0])
+    plain = np.asarray(latencies["plain"])
+    print(f"\nanalysis cost, 1 client, {one_face} one-face photos x {repeats}  ({load()})")
+    for name in names:
+        values = np.asarray(latencies[name])
+        print(
+            f"  {name:<26} p50 {np.percentile(values, 50):7.1f} ms   "
+            f"p95 {np.percentile(values, 95):7.1f} ms   "
+            f"p50 vs plain {np.percentile(values, 50) / np.percentile(plain, 50) - 1:+7.1%}   "
+            f"median per-photo ratio {np.median(values / plain) - 1:+7.1%}"
+        )
+
+
 def reference_pipeline(models_dir: Path, *, tuned: bool = False) -> Callable[[bytes], int]:
     """insightface's own classes on the same ONNX files: FaceAnalysis's per-image work.
 
@@ -261,6 +313,9 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat everything, interleaved; keep each best"
     )
+    parser.add_argument(
+        "--cost-repeats", type=int, default=2, help="passes over the photos for the analysis cost"
+    )
     args = parser.parse_args()
 
     from app.config import get_settings
@@ -308,6 +363,7 @@ def main() -> int:
                         print(f"  unavailable: {error}", flush=True)
                         break
                     keep(f"attributes{clients}", run)
+            analysis_cost(server, images, args.cost_repeats)
         finally:
             server.stop()
 
