@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.logs import install_redaction
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
 from app.api.routes import entities, face, info, matching
@@ -63,11 +64,13 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    install_redaction()
     app = FastAPI(
         title="facesrv",
         summary="SenseTime v1 compatible face recognition server",
         default_response_class=ApiResponse,
         lifespan=lifespan,
+        redirect_slashes=False,  # `/info/api/` is an unknown path (404 JSON), not an empty 307
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

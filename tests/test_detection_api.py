@@ -574,6 +574,15 @@ def test_url_redirect_to_loopback_is_refused(
     assert_error(response, "DOWNLOAD_ERROR", "127.0.0.1")
 
 
+def test_url_redirect_with_a_malformed_location(
+    client: TestClient, account: Credentials, allowed_server: PhotoServer
+) -> None:
+    """Any public server can send this Location; it is the server's fault, not a 500."""
+    allowed_server.routes["/bad-location"] = (302, {"Location": "http://[::1"}, b"")
+    response = detect_url(client, account, allowed_server.url("/bad-location"))
+    assert_error(response, "DOWNLOAD_ERROR", "unusable redirect")
+
+
 def test_url_download_errors(
     client: TestClient, account: Credentials, allowed_server: PhotoServer
 ) -> None:

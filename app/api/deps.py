@@ -57,6 +57,7 @@ def authenticate(request: Request, params: Annotated[Params, Depends(get_params)
         state = get_limiter().hit(db, account, RateLimit.parse(account.rate_limit))
     request.state.rate_headers = state.headers()
     if state.exceeded:
+        request.state.rate_headers["Retry-After"] = str(state.reset)
         raise ApiError(403, "RATE_LIMIT_EXCEEDED")
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)

@@ -25,6 +25,14 @@ from starlette.requests import Request
 from app.errors import ApiError, invalid_argument
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# Bounds on what one parameter may carry, so that no value reaches Python or the database in a
+# form they fail on (a 500) instead of refusing it: ids per list (PostgreSQL allows 65,535 bound
+# parameters a statement), digits of an integer (int() refuses more than 4,300).
+MAX_LIST_ITEMS = 10_000
+MAX_INTEGER_DIGITS = 18
+# NUL (PostgreSQL text cannot hold it) and lone UTF-16 surrogates (JSON's "\ud800"; no
+# encoder can write them): refused in every text value, credentials included.
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
 # The only multipart field that carries image bytes; every other part is text.
 IMAGE_FIELDS = frozenset({"file"})
@@ -89,6 +97,8 @@ def _parse_json(body: bytes) -> dict[str, list[Raw]]:
     """A JSON object body; `null` counts as absent, since many clients serialise unset fields so."""
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise invalid_argument("request body is not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise invalid_argument(f"request body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
@@ -176,6 +186,12 @@ def _is_json(media_type: str, body: bytes) -> bool:
     return body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
 
 
+def _storable(name: str, text: str) -> str:
+    if _UNSTORABLE_RE.search(text):
+        raise _argument(name, "contains a NUL character or a lone surrogate")
+    return text
+
+
 def _argument(name: str, problem: str) -> ApiError:
     return invalid_argument(f"argument '{name}': {problem}")
 
@@ -232,11 +248,13 @@ class Params:
 
     def _string(self, name: str) -> str | None:
         value = self._one(name)
-        if value is None or isinstance(value, str):
-            return value
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return _storable(name, value)
         if isinstance(value, bytes):
             try:
-                return value.decode("utf-8")
+                return _storable(name, value.decode("utf-8"))
             except UnicodeDecodeError:
                 raise _argument(name, "not valid UTF-8 text") from None
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -278,7 +296,13 @@ class Params:
             digits = (self._string(name) or "").strip()
             if not _INT_RE.fullmatch(digits):
                 raise _argument(name, "must be an integer")
-            number = int(digits)
+            sign, significant = (
+                digits[0] if digits[0] in "+-" else "",
+                digits.lstrip("+-").lstrip("0"),
+            )
+            if len(significant) > MAX_INTEGER_DIGITS:
+                raise _argument(name, f"not in range({lo}..{hi})")
+            number = int(sign + (significant or "0"))
         else:
             raise _argument(name, "must be an integer")
         if not lo <= number <= hi:
@@ -299,7 +323,9 @@ class Params:
             for item in self._id_items(name, value):
                 for piece in item.split(","):
                     if piece.strip():
-                        ids[piece.strip()] = None
+                        ids[_storable(name, piece.strip())] = None
+                if len(ids) > MAX_LIST_ITEMS:
+                    raise _argument(name, f"more than {MAX_LIST_ITEMS} ids")
         return list(ids)
 
     def _id_items(self, name: str, value: Raw) -> list[str]:
@@ -315,7 +341,7 @@ class Params:
                 # A JSON array stringified into a form field, as some clients do.
                 try:
                     value = json.loads(stripped)
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise _argument(name, "must be a list of ids") from None
             else:
                 return [value]

@@ -126,6 +126,8 @@ def _parse_redirect(current: _Target, location: str) -> _Target:
         return _parse_url(urljoin(current.url, location))
     except ApiError as exc:
         raise bad_request("DOWNLOAD_ERROR", f"unusable redirect: {exc.reason}") from exc
+    except ValueError as exc:  # urljoin's own parse of a Location such as "http://[::1"
+        raise bad_request("DOWNLOAD_ERROR", f"unusable redirect: {exc}") from exc
 
 
 def _fetch_hop(
