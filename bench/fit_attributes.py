@@ -345,8 +345,13 @@ def read_celeba() -> tuple[list[dict[str, str]], dict[str, str]]:
     return labelled, identity
 
 
-def celeba_part(workers: int) -> tuple[dict[str, object], dict[str, dict]]:
+def celeba_part(
+    workers: int, mtfl_models: dict[str, dict[str, object]]
+) -> tuple[dict[str, object], dict[str, dict]]:
     """Fits attractive, eye_open, mouth_open on CelebA; checks the rest against its labels.
+
+    `mtfl_models` are the smile and eyeglass models this run just fitted: attractive takes the
+    smile logit as an input, and it must be the logit the server will compute.
 
     Returns the coefficients to write and the report. Figures are identity-grouped 5-fold
     cross-validated (each face scored by a model fitted without that person); the shipped
@@ -366,7 +371,7 @@ def celeba_part(workers: int) -> tuple[dict[str, object], dict[str, dict]]:
     embeddings = data["embedding"].astype(np.float64)
     geometry = rules.face_geometry(data["landmarks106"])
     smile_logit = rules.stacked_logit(
-        rules.smile_features(data["landmarks106"]), embeddings, rules.coefficients()["smile"]
+        rules.smile_features(data["landmarks106"]), embeddings, mtfl_models["smile"]
     )
     y = label["Attractive"]
     report: dict[str, dict] = {}
@@ -423,19 +428,16 @@ def celeba_part(workers: int) -> tuple[dict[str, object], dict[str, dict]]:
         print(f"    shipped ramp {ramps[name]}")
 
     print("attributes fitted elsewhere, checked against CelebA labels (no fitting here):")
-    described = rules.describe(
-        [rules.FaceEvidence(c, lm, e) for c, lm, e in
-         zip(data["crop"], data["landmarks106"], data["embedding"], strict=True)],
-        data["age"], data["male"], geometry, attractive=False,
-    )  # fmt: skip
-    values = {key: np.array([d[key] for d in described], np.float64) for key in described[0]}
+    eyeglass_logit = rules.stacked_logit(
+        rules.edge_features(data["crop"]), embeddings, mtfl_models["eyeglass"]
+    )
     happy = data["expression"][:, EXPRESSIONS.index("happy")].astype(np.float64)
     for name, scores, target, threshold in (
-        ("smile vs Smiling", values["smile"], label["Smiling"], 50),
-        ("emotion happy vs Smiling", 100 * happy, label["Smiling"], 50),
-        ("eyeglass vs Eyeglasses", values["eyeglass"], label["Eyeglasses"], 50),
-        ("gender vs Male", values["gender"], label["Male"], 50),
-        ("-age vs Young (at 35)", -values["age"], label["Young"], -35),
+        ("smile vs Smiling", smile_logit, label["Smiling"], 0.0),
+        ("emotion happy vs Smiling", happy, label["Smiling"], 0.5),
+        ("eyeglass vs Eyeglasses", eyeglass_logit, label["Eyeglasses"], 0.0),
+        ("gender vs Male", data["male"], label["Male"], 0.5),
+        ("-age vs Young (at 35)", -data["age"], label["Young"], -35.0),
     ):
         report[name] = report_line(name, scores, target, threshold)
 
@@ -527,7 +529,7 @@ def main() -> None:
         f"{int((glasses == 0).sum())} faces without glasses"
     )
 
-    celeba, celeba_report = celeba_part(args.workers)
+    celeba, celeba_report = celeba_part(args.workers, {"smile": smile_model, "eyeglass": eyeglass})
     if not args.no_write:
         out = {
             "source": "bench/fit_attributes.py on MTFL train (../shared/data/mtfl-train) and "

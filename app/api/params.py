@@ -296,13 +296,10 @@ class Params:
             digits = (self._string(name) or "").strip()
             if not _INT_RE.fullmatch(digits):
                 raise _argument(name, "must be an integer")
-            sign, significant = (
-                digits[0] if digits[0] in "+-" else "",
-                digits.lstrip("+-").lstrip("0"),
-            )
+            significant = digits.lstrip("+-").lstrip("0") or "0"
             if len(significant) > MAX_INTEGER_DIGITS:
                 raise _argument(name, f"not in range({lo}..{hi})")
-            number = int(sign + (significant or "0"))
+            number = -int(significant) if digits.startswith("-") else int(significant)
         else:
             raise _argument(name, "must be an integer")
         if not lo <= number <= hi:

@@ -237,7 +237,8 @@ def sunglass_probability(
     return eyeglass * ramp
 
 
-def _score(probability: float, low: int = 0) -> int:
+def percent(probability: float, low: int = 0) -> int:
+    """A probability as the wire's bare integer, `low`..100."""
     return int(np.clip(round(100 * float(probability)), low, 100))
 
 
@@ -272,13 +273,13 @@ def describe(
     for i in range(len(faces)):
         values = {
             "age": int(np.clip(round(float(ages[i])), 0, 100)),
-            "gender": _score(males[i]),
-            "attractive": _score(beauty[i]),
-            "eyeglass": _score(eyeglass[i]),
-            "sunglass": _score(sunglass[i]),
-            "smile": _score(smile[i], low=1),
-            "eye_open": _score(eye_open[i]),
-            "mouth_open": _score(mouth_open[i]),
+            "gender": percent(males[i]),
+            "attractive": percent(beauty[i]),
+            "eyeglass": percent(eyeglass[i]),
+            "sunglass": percent(sunglass[i]),
+            "smile": percent(smile[i], low=1),
+            "eye_open": percent(eye_open[i]),
+            "mouth_open": percent(mouth_open[i]),
         }
         if not attractive:
             del values["attractive"]

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from app.vision.agegender import ChipClassifier
-from app.vision.attributes import ramp
+from app.vision.attributes import percent, ramp
 
 # The FER2013 classes, in the order of the manifest's `labels`, as SenseTime names them.
 FER_TO_SENSETIME = {
@@ -71,13 +71,13 @@ def emotion_scores(classes: dict[str, float], geometry: np.ndarray, rules: dict)
     `attributes.face_geometry`; rules: attribute_coefficients.json (eye_open, and the chosen
     `screaming` and `confused` ramps on mouth gap and brow height).
     """
-    eye_ratio, mouth_gap, brow_height = (np.asarray([v]) for v in geometry)
-    wide_open = float(ramp(mouth_gap, rules["screaming"])[0])
-    lowered = 1.0 - float(ramp(brow_height, rules["confused"])[0])
+    eye_ratio, mouth_gap, brow_height = geometry
+    wide_open = float(ramp(mouth_gap, rules["screaming"]))
+    lowered = 1.0 - float(ramp(brow_height, rules["confused"]))
     derived = {
         "confused": lowered * (1.0 - classes["happy"]),
-        "squint": 1.0 - float(ramp(eye_ratio, rules["eye_open"])[0]),
+        "squint": 1.0 - float(ramp(eye_ratio, rules["eye_open"])),
         "screaming": wide_open * (classes["angry"] + classes["scared"] + classes["surprised"]),
     }
     values = {**classes, **derived}
-    return {key: int(np.clip(round(100 * float(values[key])), 0, 100)) for key in EMOTION_KEYS}
+    return {key: percent(values[key]) for key in EMOTION_KEYS}
