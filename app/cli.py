@@ -121,6 +121,7 @@ def ensure_first_account() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.api.http_protocol import PROTOCOL
     from app.vision.install import check_models
 
     settings = get_settings()
@@ -138,6 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
+        http=PROTOCOL,
     )
     return 0
 

@@ -50,6 +50,13 @@ class Settings:
     index_log_days: int
     log_level: str
     attractive: bool
+    fetch_timeout_s: float
+    inference_slots: int
+    fetch_slots: int
+    matching_slots: int
+    body_timeout_s: float
+    unauthenticated_reads: int
+    auth_failure_limit: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +87,13 @@ class Settings:
             index_log_days=_env_int("INDEX_LOG_DAYS", 7),
             log_level=_env("LOG_LEVEL", "info"),
             attractive=_env_bool("ATTRACTIVE", True),
+            fetch_timeout_s=float(_env("FETCH_TIMEOUT", "5")),
+            inference_slots=_env_int("INFERENCE_SLOTS", 2),
+            fetch_slots=_env_int("FETCH_SLOTS", 8),
+            matching_slots=_env_int("MATCHING_SLOTS", 4),
+            body_timeout_s=float(_env("BODY_TIMEOUT", "60")),
+            unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 16),
+            auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "30q/60s"),
         )
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, delete, text
 from sqlalchemy.engine import make_url
 
 from app.api.deps import get_limiter
+from app.api.pools import get_pools
 from app.config import REPO_ROOT, get_settings
 from app.db.migrate import upgrade
+from app.db.models import AuthFailureWindow
 from app.db.session import session_scope
 from app.services.accounts import create_account, parse_quota
 from app.services.indexes import get_registry
@@ -30,6 +32,7 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 POSTGRES_URL = os.environ.get(
     "FACESRV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = "redis://127.0.0.1:6379/0"  # the local Redis of the developers' guide and CI
 DEFAULT_QUOTA = parse_quota(get_settings().default_quota)
 # Tests keep the operator's model pack where the README's first command put it.
 os.environ.setdefault("FACESRV_MODELS_DIR", str(get_settings().models_dir))
@@ -74,11 +77,12 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def _forget_process_state() -> None:
+def forget_process_state() -> None:
     """Per-process caches hold settings and indexes tied to one database; tests switch them."""
     get_settings.cache_clear()
     get_limiter.cache_clear()
     get_registry.cache_clear()
+    get_pools.cache_clear()
 
 
 @pytest.fixture
@@ -86,9 +90,11 @@ def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """Point the settings at the backend under test for the duration of one test."""
     monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
     monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
-    _forget_process_state()
+    forget_process_state()
+    with session_scope() as db:  # no failed authentications left over from an earlier test
+        db.execute(delete(AuthFailureWindow))
     yield database_url
-    _forget_process_state()
+    forget_process_state()
 
 
 @dataclass(frozen=True)

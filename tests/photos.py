@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from functools import cache
+
+from PIL import Image
 
 from tests.conftest import SHARED_DATA
 
@@ -24,3 +27,18 @@ def celeba_identities() -> dict[str, list[str]]:
 @cache
 def celeba_bytes(image: str) -> bytes:
     return (CELEBA / "images" / image).read_bytes()
+
+
+@cache
+def celeba_mosaic(columns: int, rows: int) -> bytes:
+    """One JPEG of `columns` x `rows` CelebA photos (one face each): a crowd photo's work."""
+    names = [images[0] for images in celeba_identities().values()][: columns * rows]
+    tiles = [Image.open(io.BytesIO(celeba_bytes(name))).convert("RGB") for name in names]
+    width = max(tile.width for tile in tiles)
+    height = max(tile.height for tile in tiles)
+    mosaic = Image.new("RGB", (columns * width, rows * height), "white")
+    for index, tile in enumerate(tiles):
+        mosaic.paste(tile, ((index % columns) * width, (index // columns) * height))
+    out = io.BytesIO()
+    mosaic.save(out, "JPEG", quality=85)
+    return out.getvalue()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from app.api.http_protocol import PROTOCOL
 from app.config import REPO_ROOT
 
 STARTUP_TIMEOUT_S = 60
@@ -60,6 +61,8 @@ class Server:
                 str(self.port),
                 "--workers",
                 str(workers),
+                "--http",
+                PROTOCOL,
             ],
             cwd=REPO_ROOT,
             env=full_env,
@@ -106,3 +109,16 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self.log.close()
+
+
+def process_group_rss(pgid: int) -> int:
+    """Resident bytes of every process in group `pgid` (a server and its workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:  # field 5 of stat: the process group
+                total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24: rss pages
+        except (OSError, IndexError, ValueError):
+            continue  # the process went away meanwhile
+    return total

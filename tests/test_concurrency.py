@@ -21,13 +21,11 @@ from sqlalchemy.orm import Session
 from app.db.migrate import upgrade
 from app.db.session import make_engine
 from app.services.accounts import lock_account
-from tests.conftest import DEFAULT_QUOTA, make_account
+from tests.conftest import DEFAULT_QUOTA, REDIS_URL, make_account
 from tests.servers import Server
 from tests.test_entities import detect_faces
 
 pytestmark = pytest.mark.slow
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ parser rejects or misfiles, and the image must be chosen by field name alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 # parameters a statement), digits of an integer (int() refuses more than 4,300).
 MAX_LIST_ITEMS = 10_000
 MAX_INTEGER_DIGITS = 18
+# Names and user data are stored and sent back on every listing, so they are bounded too.
+MAX_NAME_CHARS = 256
+MAX_USER_DATA_CHARS = 16_384
 # NUL (PostgreSQL text cannot hold it) and lone UTF-16 surrogates (JSON's "\ud800"; no
 # encoder can write them): refused in every text value, credentials included.
 _UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
@@ -53,19 +57,24 @@ def _too_large() -> ApiError:
     return ApiError(413, "REQUEST_ENTITY_TOO_LARGE", f"request body exceeds {MAX_BODY_BYTES} bytes")
 
 
-async def _read_body(request: Request) -> bytes:
-    """Read the body, refusing oversized ones before (Content-Length) or while streaming."""
+async def _read_body(request: Request, timeout_s: float | None) -> bytes:
+    """Read the body, refusing oversized ones before (Content-Length) or while streaming, and
+    ones that have not fully arrived within `timeout_s` (a stalled upload pins its memory)."""
     declared = request.headers.get("content-length", "").strip()
     if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise _too_large()
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise _too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                if len(body) + len(chunk) > MAX_BODY_BYTES:
+                    raise _too_large()
+                body += chunk
+    except TimeoutError:
+        raise ApiError(
+            408, "REQUEST_TIMEOUT", f"request body not received within {timeout_s:g} s"
+        ) from None
+    return bytes(body)
 
 
 def _header_params(value: str) -> tuple[str, dict[str, str]]:
@@ -192,6 +201,12 @@ def _storable(name: str, text: str) -> str:
     return text
 
 
+def _bounded(name: str, value: str | None, max_chars: int) -> str | None:
+    if value is not None and len(value) > max_chars:
+        raise _argument(name, f"longer than {max_chars} characters")
+    return value
+
+
 def _argument(name: str, problem: str) -> ApiError:
     return invalid_argument(f"argument '{name}': {problem}")
 
@@ -204,12 +219,21 @@ class Params:
     images: dict[str, list[bytes]] = field(default_factory=dict)
 
     @classmethod
-    async def from_request(cls, request: Request) -> Params:
-        """Read and merge the query string and whatever body encoding the client chose."""
+    def from_query(cls, request: Request) -> Params:
+        """The query string alone: enough to authenticate before the body is read."""
         # Straight from the ASGI scope: `request.url` would involve the Host header, and raw
         # (unescaped) UTF-8 in a query string must not be read as Latin-1.
-        query = _parse_query(request.scope.get("query_string", b"").decode("utf-8", "replace"))
-        body = await _read_body(request)
+        query = request.scope.get("query_string", b"").decode("utf-8", "replace")
+        return cls(values=_parse_query(query))
+
+    @classmethod
+    async def from_request(cls, request: Request, body_timeout_s: float | None = None) -> Params:
+        """Read and merge the query string and whatever body encoding the client chose."""
+        return await cls.from_query(request).with_body(request, body_timeout_s)
+
+    async def with_body(self, request: Request, timeout_s: float | None = None) -> Params:
+        """These (query) parameters merged with the body's, which win per name."""
+        body = await _read_body(request, timeout_s)
         body_values: dict[str, list[Raw]] = {}
         images: dict[str, list[bytes]] = {}
         media_type, _ = _header_params(request.headers.get("content-type", ""))
@@ -227,10 +251,10 @@ class Params:
                     "request body is neither JSON, urlencoded nor multipart/form-data"
                 ) from None
             body_values = _parse_query(text)
-        merged = {**query, **body_values}
+        merged = {**self.values, **body_values}
         for name in images:
             merged.pop(name, None)
-        return cls(values=merged, images=images)
+        return Params(values=merged, images=images)
 
     def has(self, name: str) -> bool:
         """Whether the client sent `name` at all (even empty), for "either a or b" checks."""
@@ -267,6 +291,17 @@ class Params:
         if value is None and required:
             raise _argument(name, "required")
         return value
+
+    def label(self, *, required: bool = False) -> str | None:
+        """`name` of a person, group or faceset: not blank, at most MAX_NAME_CHARS."""
+        value = self.text("name", required=required)
+        if value is not None and not value.strip():
+            raise _argument("name", "must not be empty")
+        return _bounded("name", value, MAX_NAME_CHARS)
+
+    def user_data(self) -> str | None:
+        """`user_data`, free text of at most MAX_USER_DATA_CHARS (empty allowed: it clears it)."""
+        return _bounded("user_data", self.text("user_data"), MAX_USER_DATA_CHARS)
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean sent as 1/0, "1"/"0", "true"/"false" or JSON true/false."""

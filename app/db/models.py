@@ -81,6 +81,19 @@ class RateWindow(Base):
     calls: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class AuthFailureWindow(Base):
+    """Failed authentications per key ("address:<ip>" or "api_id:<id>") and fixed window.
+
+    Keyed by text, not by account: unknown api_ids are throttled exactly like known ones.
+    """
+
+    __tablename__ = "auth_failure_windows"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Image(Base):
     __tablename__ = "images"
 

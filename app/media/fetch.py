@@ -54,14 +54,14 @@ class _Target:
 class _Deadline:
     """The single time budget shared by every step of one download."""
 
-    def __init__(self, seconds: float) -> None:
-        self._end = time.monotonic() + seconds
+    def __init__(self, seconds: float, started_at: float | None = None) -> None:
+        self._end = (time.monotonic() if started_at is None else started_at) + seconds
 
     def remaining(self) -> float:
         """Seconds left, raising DOWNLOAD_TIMEOUT once none are."""
         left = self._end - time.monotonic()
         if left <= 0:
-            raise _timeout()
+            raise download_timeout()
         return left
 
     def expired(self) -> bool:
@@ -76,16 +76,18 @@ def fetch_image(
     timeout_s: float = 5.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_redirects: int = 3,
+    started_at: float | None = None,
 ) -> bytes:
     """Return the body at `url`, following at most `max_redirects` re-checked redirects.
 
     `allowlist` holds operator-trusted CIDRs or IPs (e.g. "10.0.0.0/8") that may be fetched even
     though they are not public; an invalid entry is a configuration bug and raises ValueError.
     Client-facing failures raise ApiError: INVALID_ARGUMENT, DOWNLOAD_ERROR, DOWNLOAD_TIMEOUT or
-    IMAGE_FILE_SIZE_TOO_BIG.
+    IMAGE_FILE_SIZE_TOO_BIG. `started_at` (a `time.monotonic()` reading) starts the deadline
+    earlier than the call, so time spent waiting for a fetch slot counts against it.
     """
     networks = parse_allowlist(allowlist)
-    deadline = _Deadline(timeout_s)
+    deadline = _Deadline(timeout_s, started_at)
     target = _parse_url(url)
     for _ in range(max_redirects + 1):
         outcome = _fetch_hop(target, networks, deadline, max_bytes)
@@ -147,7 +149,7 @@ def _fetch_hop(
         raise
     except (OSError, http.client.HTTPException) as exc:
         if isinstance(exc, TimeoutError) or deadline.expired():
-            raise _timeout() from exc
+            raise download_timeout() from exc
         raise bad_request("DOWNLOAD_ERROR", f"download failed: {exc}") from exc
 
 
@@ -182,7 +184,7 @@ def _read_capped(response: http.client.HTTPResponse, max_bytes: int, deadline: _
             raise _too_big(max_bytes)
         chunks.append(chunk)
     if deadline.expired():
-        raise _timeout()
+        raise download_timeout()
     if response.length:
         raise bad_request("DOWNLOAD_ERROR", "connection closed before the body was complete")
     return b"".join(chunks)
@@ -217,7 +219,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[IpAddress]:
     try:
         return result.result(timeout=deadline.remaining())
     except TimeoutError as exc:
-        raise _timeout() from exc
+        raise download_timeout() from exc
     except (OSError, UnicodeError, ValueError) as exc:
         raise bad_request("DOWNLOAD_ERROR", f"cannot resolve host {host}") from exc
 
@@ -338,7 +340,7 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock.do_handshake()
 
 
-def _timeout() -> ApiError:
+def download_timeout() -> ApiError:
     """DOWNLOAD_TIMEOUT, raised from whichever step used up the shared deadline."""
     return bad_request("DOWNLOAD_TIMEOUT", "image download took too long")
 

@@ -15,7 +15,6 @@ from app.config import get_settings
 from app.db.models import Account, Face, Image
 from app.errors import invalid_argument
 from app.media.decode import DecodedImage, decode_image
-from app.media.fetch import fetch_image
 from app.vision.pipeline import DetectedFace, FaceAnalyzer
 
 # Image and face ids live this long; a face in a person or faceset outlives it (see purge).
@@ -53,13 +52,11 @@ class Analysis:
     faces: list[DetectedFace]
 
 
-def image_bytes(file: bytes | None, url: str | None) -> bytes:
-    """The upload, or the download of `url` under the SSRF rules (exactly one of them)."""
+def image_source(file: bytes | None, url: str | None) -> bytes | str:
+    """The upload's bytes, or the url to download (under the SSRF rules of app.media.fetch)."""
     if (file is None) == (url is None):
         raise invalid_argument("must specify 'file' or 'url' argument")
-    if file is not None:
-        return file
-    return fetch_image(url or "", allowlist=get_settings().url_allowlist)
+    return file if file is not None else url or ""
 
 
 def _rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:

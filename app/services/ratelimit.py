@@ -1,23 +1,30 @@
-"""Per-account call counting in fixed windows, shared by every worker process.
+"""Per-account call counting and failed-authentication throttling, shared by every worker.
 
-The count lives where all workers see it: a row per (account, window) in the database, or a
-Redis key when FACESRV_REDIS_URL is set. Failed calls count too, as the seed says.
+The counts live where all workers see it: rows per (account or key, window) in the database, or
+Redis keys when FACESRV_REDIS_URL is set. Failed calls count too, as the seed says.
+
+Failed authentications are counted per client address and per api_id sent, in fixed windows
+(FACESRV_AUTH_FAILURE_LIMIT, default 30 per 60 s each). Once either count is over, that address
+or api_id is refused before its secret is even looked at, right or wrong, until the window ends:
+guessing stops, and unknown and known api_ids are indistinguishable.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
-from sqlalchemy import Insert, bindparam, delete
+from sqlalchemy import Insert, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, RateWindow
+from app.db.models import Account, AuthFailureWindow, RateWindow
 from app.services.accounts import RateLimit
 
 
@@ -36,13 +43,35 @@ class RateState:
         }
 
 
-def _state(limit: RateLimit, calls: int, window_start: int, now: float) -> RateState:
-    reset = max(1, math.ceil(window_start + limit.seconds - now))
+def _state(limit: RateLimit, calls: int, now: float) -> RateState:
+    reset = seconds_left(limit, now)
     return RateState(limit.calls, max(0, limit.calls - calls), reset, calls > limit.calls)
 
 
 class Limiter(Protocol):
     def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState: ...
+
+    def failures(self, session: Session, keys: Sequence[str], limit: RateLimit) -> int:
+        """The largest failed-authentication count of `keys` in the current window."""
+        ...
+
+    def record_failure(self, session: Session, keys: Sequence[str], limit: RateLimit) -> None: ...
+
+
+def failure_keys(address: str, api_id: str | None) -> list[str]:
+    """The throttling keys of one attempt; the api_id hashed, so any length or byte fits."""
+    keys = [f"address:{address}"]
+    if api_id:
+        keys.append(f"api_id:{hashlib.sha256(api_id.encode('utf-8', 'replace')).hexdigest()}")
+    return keys
+
+
+def window_of(limit: RateLimit, now: float) -> int:
+    return int(now // limit.seconds) * limit.seconds
+
+
+def seconds_left(limit: RateLimit, now: float) -> int:
+    return max(1, math.ceil(window_of(limit, now) + limit.seconds - now))
 
 
 @cache
@@ -63,16 +92,42 @@ def _count_call(dialect: str) -> Insert:
     ).returning(windows.c.calls)
 
 
+@cache
+def _count_failure(dialect: str) -> Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    windows = AuthFailureWindow.__table__
+    statement = insert(windows).values(
+        key=bindparam("key"), window_start=bindparam("window_start"), failures=1
+    )
+    return statement.on_conflict_do_update(
+        index_elements=[windows.c.key, windows.c.window_start],
+        set_={"failures": windows.c.failures + 1},
+    )
+
+
 class DatabaseLimiter:
     """Counts in the `rate_windows` table with one atomic upsert per call."""
 
     def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState:
         now = time.time()
-        window_start = int(now // limit.seconds) * limit.seconds
         statement = _count_call(session.get_bind().dialect.name)
-        parameters = {"account_id": account.id, "window_start": window_start}
+        parameters = {"account_id": account.id, "window_start": window_of(limit, now)}
         calls = session.execute(statement, parameters).scalar_one()
-        return _state(limit, calls, window_start, now)
+        return _state(limit, calls, now)
+
+    def failures(self, session: Session, keys: Sequence[str], limit: RateLimit) -> int:
+        windows = AuthFailureWindow.__table__
+        found = session.scalar(
+            select(func.max(windows.c.failures)).where(
+                windows.c.key.in_(keys), windows.c.window_start == window_of(limit, time.time())
+            )
+        )
+        return found or 0
+
+    def record_failure(self, session: Session, keys: Sequence[str], limit: RateLimit) -> None:
+        statement = _count_failure(session.get_bind().dialect.name)
+        window_start = window_of(limit, time.time())
+        session.execute(statement, [{"key": key, "window_start": window_start} for key in keys])
 
 
 class RedisLimiter:
@@ -85,14 +140,34 @@ class RedisLimiter:
 
     def hit(self, session: Session, account: Account, limit: RateLimit) -> RateState:
         now = time.time()
-        window_start = int(now // limit.seconds) * limit.seconds
         # The random api_id, not the row id: several stores may share one Redis.
-        key = f"facesrv:rate:{account.api_id}:{limit.seconds}:{window_start}"
+        key = f"facesrv:rate:{account.api_id}:{limit.seconds}:{window_of(limit, now)}"
         pipe = self.client.pipeline()
         pipe.incr(key)
         pipe.expire(key, limit.seconds + 1)
         calls, _ = pipe.execute()
-        return _state(limit, int(calls), window_start, now)
+        return _state(limit, int(calls), now)
+
+    def _failure_keys(self, keys: Sequence[str], limit: RateLimit) -> list[str]:
+        window_start = window_of(limit, time.time())
+        return [f"facesrv:authfail:{key}:{limit.seconds}:{window_start}" for key in keys]
+
+    def failures(self, session: Session, keys: Sequence[str], limit: RateLimit) -> int:
+        counts = self.client.mget(self._failure_keys(keys, limit))
+        return max((int(count) for count in counts if count is not None), default=0)
+
+    def record_failure(self, session: Session, keys: Sequence[str], limit: RateLimit) -> None:
+        pipe = self.client.pipeline()
+        for key in self._failure_keys(keys, limit):
+            pipe.incr(key)
+            pipe.expire(key, limit.seconds + 1)
+        pipe.execute()
+
+
+def purge_old_failure_windows(session: Session, older_than_s: int = 86_400) -> int:
+    windows = AuthFailureWindow.__table__
+    cutoff = int(time.time()) - older_than_s
+    return session.execute(delete(windows).where(windows.c.window_start < cutoff)).rowcount
 
 
 def purge_old_windows(session: Session, account_id: int, older_than_s: int = 86_400) -> int:

@@ -17,7 +17,7 @@ from app.config import get_settings
 from app.db.models import Account, Face, FacesetFace, Image
 from app.db.session import session_scope
 from app.services import changes, tasks
-from app.services.ratelimit import purge_old_windows
+from app.services.ratelimit import purge_old_failure_windows, purge_old_windows
 
 log = logging.getLogger("facesrv.upkeep")
 
@@ -46,6 +46,8 @@ def purge_expired(since: datetime | None = None, batch: int = PURGE_BATCH) -> No
     _purge(Image, ~exists(select(Face.id).where(Face.image_id == Image.id)), since, now, batch)
     with session_scope() as db:
         tasks.purge(db)
+    with session_scope() as db:
+        purge_old_failure_windows(db)
     for account_id in _account_ids():
         with session_scope() as db:
             purge_old_windows(db, account_id)

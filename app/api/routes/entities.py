@@ -46,8 +46,8 @@ def _change(
             model,
             params.text(id_key),
             status,
-            params.text("name"),
-            params.text("user_data"),
+            params.label(),
+            params.user_data(),
         )
     return OK
 
@@ -58,10 +58,10 @@ def _change(
 @router.post("/person/create")
 def person_create(caller: CallerDep) -> dict:
     params = caller.params
-    name = params.text("name", required=True)
+    name = params.label(required=True)
     with session_scope() as db:
         person, count = persons.create(
-            db, caller.account, name, params.text("user_data"), params.id_list("face_id") or []
+            db, caller.account, name, params.user_data(), params.id_list("face_id") or []
         )
     body: dict = {"status": "OK", "person_id": person.public_id}
     if count:
@@ -107,10 +107,10 @@ def person_change(caller: CallerDep) -> dict:
 @router.post("/group/create")
 def group_create(caller: CallerDep) -> dict:
     params = caller.params
-    name = params.text("name", required=True)
+    name = params.label(required=True)
     with session_scope() as db:
         group, count = groups.create(
-            db, caller.account, name, params.text("user_data"), params.id_list("person_id") or []
+            db, caller.account, name, params.user_data(), params.id_list("person_id") or []
         )
     body: dict = {"status": "OK", "group_id": group.public_id, "name": group.name}
     if count:
@@ -156,10 +156,10 @@ def group_change(caller: CallerDep) -> dict:
 @router.post("/faceset/create")
 def faceset_create(caller: CallerDep) -> dict:
     params = caller.params
-    name = params.text("name", required=True)
+    name = params.label(required=True)
     with session_scope() as db:
         faceset, count = facesets.create(
-            db, caller.account, name, params.text("user_data"), params.id_list("face_id") or []
+            db, caller.account, name, params.user_data(), params.id_list("face_id") or []
         )
     body: dict = {"status": "OK", "faceset_id": faceset.public_id, "name": faceset.name}
     if count:

@@ -2,30 +2,49 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CallerDep
+from app.api.pools import get_pools
 from app.api.presenters import detection_face
+from app.db.models import Account
 from app.db.session import session_scope
 from app.services import detection
+from app.services.detection import Analysis, Detection
 
 router = APIRouter()
 
 
+def _store(account: Account, analysis: Analysis, data: bytes, user_data: str | None) -> Detection:
+    with session_scope() as db:
+        return detection.store(db, account, analysis, data, user_data)
+
+
 @router.post("/face/detection")
-def face_detection(caller: CallerDep) -> dict:
+async def face_detection(caller: CallerDep) -> dict:
+    """Async so that the download and the analysis wait for their fair pools without a thread."""
     params = caller.params
+    account = caller.account
     want_landmarks106 = params.flag("landmarks106")
     want_attributes = params.flag("attributes")
     want_emotions = params.flag("emotions")
     auto_rotate = params.flag("auto_rotate")
-    user_data = params.text("user_data")
-    data = detection.image_bytes(params.file("file"), params.text("url"))
-    analysis = detection.analyse(
-        data, attributes=want_attributes, emotions=want_emotions, auto_rotate=auto_rotate
+    user_data = params.user_data()
+    pools = get_pools()
+    source = detection.image_source(params.file("file"), params.text("url"))
+    data = source if isinstance(source, bytes) else await pools.download(account.id, source)
+    analyse = partial(
+        detection.analyse,
+        data,
+        attributes=want_attributes,
+        emotions=want_emotions,
+        auto_rotate=auto_rotate,
     )
-    with session_scope() as db:
-        result = detection.store(db, caller.account, analysis, data, user_data)
+    analysis = await pools.inference.run(account.id, analyse)
+    result = await run_in_threadpool(_store, account, analysis, data, user_data)
     body: dict = {"image_id": result.image.public_id}
     if result.image.exif_orientation is not None:
         body["exif_orientation"] = result.image.exif_orientation

@@ -3,15 +3,21 @@
 Each is synchronous unless the caller sends `async=1` or the operator's work-size threshold
 (FACESRV_ASYNC_THRESHOLD faces) is crossed: real SDKs treat any 202 as a failure, so 202 is
 opt-in only. The asynchronous path runs the very same function and stores its body as `result`.
+
+The endpoints are async: they parse on the event loop, then wait for a slot of the fair matching
+pool (app.api.pools) without holding a thread, so a cold load of a large faceset by one account
+never queues another account's cheap calls.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from fastapi import APIRouter
 
 from app.api.deps import Caller, CallerDep
+from app.api.pools import get_pools
 from app.api.responses import ApiResponse
 from app.config import get_settings
 from app.db.models import Account
@@ -28,7 +34,18 @@ def _number(confidence: float) -> float | int:
     return 1 if confidence == 1.0 else confidence
 
 
-def _respond(
+async def _respond(
+    caller: Caller,
+    endpoint: str,
+    args: dict,
+    run: Callable[[Account, dict], dict],
+    collections: tuple[list[str], list[str]] = ([], []),
+) -> dict | ApiResponse:
+    work = partial(_respond_now, caller, endpoint, args, run, collections)
+    return await get_pools().matching.run(caller.account.id, work)
+
+
+def _respond_now(
     caller: Caller,
     endpoint: str,
     args: dict,
@@ -76,7 +93,7 @@ def run_verification(account: Account, args: dict) -> dict:
 
 
 @router.post("/face/verification", response_model=None)
-def face_verification(caller: CallerDep) -> dict | ApiResponse:
+async def face_verification(caller: CallerDep) -> dict | ApiResponse:
     params = caller.params
     args = {
         "face_id": params.text("face_id", required=True),
@@ -85,7 +102,7 @@ def face_verification(caller: CallerDep) -> dict | ApiResponse:
     }
     if args["face2_id"] is None and args["person_id"] is None:
         raise invalid_argument("must specify 'face2_id' or 'person_id' argument")
-    return _respond(caller, "/face/verification", args, run_verification)
+    return await _respond(caller, "/face/verification", args, run_verification)
 
 
 def _search_candidates(candidates: list[Candidate]) -> list[dict]:
@@ -107,7 +124,7 @@ def run_search(account: Account, args: dict) -> dict:
 
 
 @router.post("/face/search", response_model=None)
-def face_search(caller: CallerDep) -> dict | ApiResponse:
+async def face_search(caller: CallerDep) -> dict | ApiResponse:
     params = caller.params
     args = {
         "face_id": params.text("face_id", required=True),
@@ -118,7 +135,7 @@ def face_search(caller: CallerDep) -> dict | ApiResponse:
     if args["faceset_id"] is None and args["face_ids"] is None:
         raise invalid_argument("must specify 'face_ids' or 'faceset_id' argument")
     facesets = [args["faceset_id"]] if args["faceset_id"] else []
-    return _respond(caller, "/face/search", args, run_search, (facesets, []))
+    return await _respond(caller, "/face/search", args, run_search, (facesets, []))
 
 
 def run_identification(account: Account, args: dict) -> dict:
@@ -136,14 +153,14 @@ def run_identification(account: Account, args: dict) -> dict:
 
 
 @router.post("/face/identification", response_model=None)
-def face_identification(caller: CallerDep) -> dict | ApiResponse:
+async def face_identification(caller: CallerDep) -> dict | ApiResponse:
     params = caller.params
     args = {
         "face_id": params.text("face_id", required=True),
         "group_id": params.text("group_id", required=True),
         "top": params.integer("top", default=2, lo=1, hi=5),
     }
-    return _respond(
+    return await _respond(
         caller, "/face/identification", args, run_identification, ([], [args["group_id"]])
     )
 
@@ -157,7 +174,7 @@ def run_training(account: Account, args: dict) -> dict:
 
 
 @router.post("/face/training", response_model=None)
-def face_training(caller: CallerDep) -> dict | ApiResponse:
+async def face_training(caller: CallerDep) -> dict | ApiResponse:
     params = caller.params
     names = ("face_id", "person_id", "faceset_id", "group_id")
     args = {name: params.id_list(name) or [] for name in names}
@@ -167,4 +184,4 @@ def face_training(caller: CallerDep) -> dict | ApiResponse:
             "'faceset_id' or 'group_id' argument"
         )
     collections = (args["faceset_id"], args["group_id"])
-    return _respond(caller, "/face/training", args, run_training, collections)
+    return await _respond(caller, "/face/training", args, run_training, collections)
