@@ -92,7 +92,7 @@ class Settings:
             fetch_slots=_env_int("FETCH_SLOTS", 8),
             matching_slots=_env_int("MATCHING_SLOTS", 4),
             body_timeout_s=float(_env("BODY_TIMEOUT", "60")),
-            unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 16),
+            unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 8),
             auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "30q/60s"),
         )
 
