@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Protocol
 
-from sqlalchemy import Insert, bindparam, delete, func, select
+from sqlalchemy import Insert, Table, bindparam, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -74,35 +74,32 @@ def seconds_left(limit: RateLimit, now: float) -> int:
     return max(1, math.ceil(window_of(limit, now) + limit.seconds - now))
 
 
-@cache
-def _count_call(dialect: str) -> Insert:
-    """The upsert that counts a call, built once per dialect: it runs on every request.
+def _increment(dialect: str, table: Table, key: str, count: str) -> Insert:
+    """`INSERT (key, window_start, count=1) ON CONFLICT DO UPDATE count = count + 1`.
 
     On the table, not the ORM class: an ORM insert goes through the bulk-persistence machinery,
     which made this one-row upsert cost 0.74 ms instead of 0.2 ms.
     """
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    windows = RateWindow.__table__
-    statement = insert(windows).values(
-        account_id=bindparam("account_id"), window_start=bindparam("window_start"), calls=1
+    statement = insert(table).values(
+        {key: bindparam(key), "window_start": bindparam("window_start"), count: 1}
     )
     return statement.on_conflict_do_update(
-        index_elements=[windows.c.account_id, windows.c.window_start],
-        set_={"calls": windows.c.calls + 1},
-    ).returning(windows.c.calls)
+        index_elements=[table.c[key], table.c.window_start],
+        set_={count: table.c[count] + 1},
+    )
+
+
+@cache
+def _count_call(dialect: str) -> Insert:
+    """The upsert that counts a call, built once per dialect: it runs on every request."""
+    windows = RateWindow.__table__
+    return _increment(dialect, windows, "account_id", "calls").returning(windows.c.calls)
 
 
 @cache
 def _count_failure(dialect: str) -> Insert:
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    windows = AuthFailureWindow.__table__
-    statement = insert(windows).values(
-        key=bindparam("key"), window_start=bindparam("window_start"), failures=1
-    )
-    return statement.on_conflict_do_update(
-        index_elements=[windows.c.key, windows.c.window_start],
-        set_={"failures": windows.c.failures + 1},
-    )
+    return _increment(dialect, AuthFailureWindow.__table__, "key", "failures")
 
 
 class DatabaseLimiter:
