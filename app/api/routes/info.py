@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import APIRouter
 
 from app.api.deps import CallerDep
@@ -15,9 +18,19 @@ from app.services.accounts import quota_of, usage_of
 from app.services.common import find_owned, listing, usable_faces
 
 router = APIRouter()
+Endpoint = TypeVar("Endpoint", bound=Callable[..., dict])
 
 
-@router.api_route("/info/api", methods=["GET", "POST"])
+def get_or_post(path: str) -> Callable[[Endpoint], Endpoint]:
+    """Both methods the seed allows, as two routes so each has its own OpenAPI operation id."""
+
+    def register(endpoint: Endpoint) -> Endpoint:
+        return router.get(path)(router.post(path)(endpoint))
+
+    return register
+
+
+@get_or_post("/info/api")
 def info_api(caller: CallerDep) -> dict:
     account = caller.account
     body: dict = {"status": "OK", "rate_limit": account.rate_limit}
@@ -43,22 +56,22 @@ def _list(caller: CallerDep, model: type[Person | Group | Faceset], key: str, id
     return {"status": "OK", key: [{id_key: row.public_id, "name": row.name} for row in rows]}
 
 
-@router.api_route("/info/list_persons", methods=["GET", "POST"])
+@get_or_post("/info/list_persons")
 def list_persons(caller: CallerDep) -> dict:
     return _list(caller, Person, "persons", "person_id")
 
 
-@router.api_route("/info/list_groups", methods=["GET", "POST"])
+@get_or_post("/info/list_groups")
 def list_groups(caller: CallerDep) -> dict:
     return _list(caller, Group, "groups", "group_id")
 
 
-@router.api_route("/info/list_facesets", methods=["GET", "POST"])
+@get_or_post("/info/list_facesets")
 def list_facesets(caller: CallerDep) -> dict:
     return _list(caller, Faceset, "facesets", "faceset_id")
 
 
-@router.api_route("/info/person", methods=["GET", "POST"])
+@get_or_post("/info/person")
 def info_person(caller: CallerDep) -> dict:
     with session_scope() as db:
         person = find_owned(
@@ -74,7 +87,7 @@ def info_person(caller: CallerDep) -> dict:
     }
 
 
-@router.api_route("/info/group", methods=["GET", "POST"])
+@get_or_post("/info/group")
 def info_group(caller: CallerDep) -> dict:
     with session_scope() as db:
         group = find_owned(
@@ -90,7 +103,7 @@ def info_group(caller: CallerDep) -> dict:
     }
 
 
-@router.api_route("/info/faceset", methods=["GET", "POST"])
+@get_or_post("/info/faceset")
 def info_faceset(caller: CallerDep) -> dict:
     with session_scope() as db:
         faceset = find_owned(
@@ -106,7 +119,7 @@ def info_faceset(caller: CallerDep) -> dict:
     }
 
 
-@router.api_route("/info/image", methods=["GET", "POST"])
+@get_or_post("/info/image")
 def info_image_endpoint(caller: CallerDep) -> dict:
     params = caller.params
     with_faces = params.flag("with_faces")
@@ -121,7 +134,7 @@ def info_image_endpoint(caller: CallerDep) -> dict:
     return body
 
 
-@router.api_route("/info/face", methods=["GET", "POST"])
+@get_or_post("/info/face")
 def info_face_endpoint(caller: CallerDep) -> dict:
     params = caller.params
     with_image = params.flag("with_image")
@@ -135,7 +148,7 @@ def info_face_endpoint(caller: CallerDep) -> dict:
     return body
 
 
-@router.api_route("/info/task", methods=["GET", "POST"])
+@get_or_post("/info/task")
 def info_task(caller: CallerDep) -> dict:
     with session_scope() as db:
         task = tasks.find(db, caller.account.id, caller.params.text("task_id", required=True))
