@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.logs import install_redaction
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
-from app.api.routes import entities, face, info, matching
+from app.dialects.sensetime.routes import entities, face, info, matching
 from app.errors import ApiError
 from app.services.detection import get_analyzer
 from app.services.upkeep import Upkeep

@@ -97,7 +97,7 @@ def run(database_url: str, work: Path, n: int, old: int) -> None:
     print(
         f"log of {n:,} rows, {old:,} old: deleted {deleted:,} in {total:.2f} s, "
         f"{len(held)} transactions, longest {max(held) * 1000:.1f} ms under the lock "
-        f"(commit excluded; load avg {load_average()})"
+        f"(commit included; load avg {load_average()})"
     )
 
 

@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event
-from sqlalchemy.orm import Session
 
 from app.db.migrate import upgrade
-from app.db.session import make_engine
-from app.services.accounts import lock_account
-from tests.conftest import DEFAULT_QUOTA, REDIS_URL, make_account
+from app.db.session import engine_for
+from app.services.accounts import account_write
+from tests.conftest import DEFAULT_QUOTA, REDIS_URL, forget_process_state, make_account
 from tests.servers import Server
 from tests.test_entities import detect_faces
 
@@ -136,23 +135,26 @@ def test_rate_limit_is_shared_by_worker_processes(
     assert remaining == list(range(10))  # every call saw its own count: no lost increments
 
 
-def test_locking_an_account_checks_no_table_that_references_it(tmp_path: Path) -> None:
+def test_locking_an_account_checks_no_table_that_references_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every write starts with the lock. Had it written the account's key, SQLite would check
     each table referencing accounts for the account's rows: all its faces, on every write."""
     url = f"sqlite:///{tmp_path / 'lock.db'}"
     upgrade(url)
-    engine = make_engine(url)
+    monkeypatch.setenv("FACESRV_DATABASE_URL", url)
+    forget_process_state()
+    engine = engine_for(url)
     statements: list[str] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)
 
     try:
-        with Session(engine) as session:
-            event.listen(engine, "before_cursor_execute", capture)
-            lock_account(session, 1)
-            event.remove(engine, "before_cursor_execute", capture)
-            session.rollback()
+        event.listen(engine, "before_cursor_execute", capture)
+        with account_write(1):
+            pass
+        event.remove(engine, "before_cursor_execute", capture)
         (statement,) = statements
         with engine.connect() as connection:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

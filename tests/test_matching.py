@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Row, func, select, update
+from sqlalchemy import Row, event, func, select, update
 
 from app.config import get_settings
 from app.db.models import Account, Face, Faceset, IndexChange
 from app.db.session import engine_for, session_scope
+from app.domain import ChangeOp
 from app.index.vectors import HAMMING
 from app.services import changes
 from app.services.indexes import IndexRegistry, get_registry
@@ -299,6 +301,67 @@ def test_operator_index_settings_win_over_a_snapshot(
     assert (index.kind, index.rerank) == (HAMMING, 3)
 
 
+def _faceset_row_id(public_id: str) -> int:
+    with session_scope() as db:
+        return db.scalar(select(Faceset.id).where(Faceset.public_id == public_id))
+
+
+def test_a_cold_load_blocks_no_search_of_another_collection(
+    client: TestClient,
+    account: Credentials,
+    people: dict[str, list[str]],
+    configured: str,
+    tmp_path: Path,
+) -> None:
+    """The loader is held inside its members query; searches of other collections, of its own
+    account and of another, must still be answered meanwhile."""
+    faces = [face for trio in people.values() for face in trio]
+    other = make_account()
+    other_face = detect(client, other, next(iter(celeba_identities().values()))[0])
+    cold = post(client, account, "/faceset/create", name="cold", face_id=faces[:6])["faceset_id"]
+    warm = post(client, account, "/faceset/create", name="warm", face_id=faces[6:])["faceset_id"]
+    elsewhere = post(client, other, "/faceset/create", name="x", face_id=other_face)["faceset_id"]
+    own, stranger = _account_id(account), _account_id(other)
+    registry = IndexRegistry(tmp_path / "worker", exact_max=50_000)
+    searches = [(own, _faceset_row_id(warm)), (stranger, _faceset_row_id(elsewhere))]
+
+    def search(account_id: int, faceset_id: int, sizes: list[int]) -> None:
+        with session_scope() as db:
+            sizes.append(len(registry.get(db, account_id, "faceset", faceset_id)))
+
+    for account_id, faceset_id in searches:  # warm: loaded before the cold load starts
+        search(account_id, faceset_id, [])
+    loaded: list[int] = []
+    loader = threading.Thread(target=search, args=(own, _faceset_row_id(cold), loaded))
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if threading.current_thread() is loader and "faceset_faces" in statement:
+            entered.set()
+            release.wait(30)
+
+    engine = engine_for(configured)
+    event.listen(engine, "before_cursor_execute", hold)
+    answered: list[int] = []
+    try:
+        loader.start()
+        assert entered.wait(10), "the loader never reached its members query"
+        for account_id, faceset_id in searches:
+            searcher = threading.Thread(
+                target=search, args=(account_id, faceset_id, answered), daemon=True
+            )
+            searcher.start()
+            searcher.join(5)
+        still_loading = loader.is_alive()
+    finally:
+        release.set()
+        loader.join(30)
+        event.remove(engine, "before_cursor_execute", hold)
+    assert still_loading
+    assert answered == [6, 1], "a search waited for another collection's cold load"
+    assert loaded == [6]
+
+
 def _prune_everything(creds: Credentials) -> None:
     """Prune the account's whole log, as FACESRV_INDEX_LOG_DAYS would once it is old enough."""
     assert prune_account_log(_account_id(creds), datetime.now(UTC) + timedelta(seconds=1)) > 0
@@ -394,9 +457,9 @@ def test_pruning_keeps_recent_rows_and_one_marker_per_collection(
     monkeypatch.setenv("FACESRV_INDEX_LOG_DAYS", "-1")  # every row counts as old
     get_settings.cache_clear()
     prune_change_log()
-    assert log() == [(changes.PRUNED, 2)]  # the faceset's and the group's
+    assert log() == [(ChangeOp.PRUNED, 2)]  # the faceset's and the group's
     prune_change_log()  # nothing new: the markers stay as they are
-    assert log() == [(changes.PRUNED, 2)]
+    assert log() == [(ChangeOp.PRUNED, 2)]
     body = post(client, account, "/face/search", face_id=a1, faceset_id=faceset, top=3)
     assert [c["face_id"] for c in body["candidates"]][0] == a1
     body = post(client, account, "/face/identification", face_id=b1, group_id=group)
@@ -458,7 +521,7 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
     monkeypatch.setattr(changes, "prune", counting_prune)
 
     def markers() -> list[tuple[tuple[str, int], int]]:
-        rows = [row for row in _log_of(account_id) if row.op == changes.PRUNED]
+        rows = [row for row in _log_of(account_id) if row.op == ChangeOp.PRUNED]
         return [((row.collection, row.collection_id), row.face_id) for row in rows]
 
     week_ago = datetime.now(UTC) - timedelta(days=7)
@@ -466,7 +529,7 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
     assert prune_account_log(account_id, week_ago, batch=2) == 4
     assert max(deleted_per_transaction) == 2, "no transaction deletes more than a batch"
     assert sorted(markers()) == sorted([(of_faceset, seqs[2]), (of_group, seqs[3])])
-    assert [row.op for row in _log_of(account_id) if row.op != changes.PRUNED] == ["remove"]
+    assert [row.op for row in _log_of(account_id) if row.op != ChangeOp.PRUNED] == ["remove"]
 
     _age_log(account_id, seqs[4])  # now the remove too; the markers stay recent
     assert prune_account_log(account_id, week_ago, batch=2) == 1

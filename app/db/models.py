@@ -23,7 +23,7 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 
 def utcnow() -> datetime:
@@ -42,6 +42,8 @@ def new_public_id() -> str:
 class Base(DeclarativeBase):
     pass
 
+
+MAX_KEY_CHARS = 128  # the longest client-chosen id any vendor documents is 64
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for big tables.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -112,17 +114,31 @@ class Image(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-class Person(Base):
-    __tablename__ = "persons"
+class MemberHolder:
+    """What persons, groups and facesets share: `app.services.membership` treats them alike.
+
+    `key` is an id the client chose (Tencent and Alibaba clients name their persons and groups,
+    Huawei clients their face sets), unique per account and kind, beside the server's public id,
+    so every door finds the one row by the id it uses.
+    """
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )
+    key: Mapped[str | None] = mapped_column(String(MAX_KEY_CHARS), nullable=True)
     name: Mapped[str] = mapped_column(Text)
     user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple:  # noqa: N805 - SQLAlchemy calls it on the class
+        return (Index(f"uq_{cls.__tablename__}_account_key", "account_id", "key", unique=True),)
+
+
+class Person(MemberHolder, Base):
+    __tablename__ = "persons"
 
 
 class Face(Base):
@@ -155,17 +171,8 @@ class Face(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
-class Group(Base):
+class Group(MemberHolder, Base):
     __tablename__ = "groups"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(Text)
-    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class GroupMember(Base):
@@ -180,17 +187,8 @@ class GroupMember(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Faceset(Base):
+class Faceset(MemberHolder, Base):
     __tablename__ = "facesets"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
-    account_id: Mapped[int] = mapped_column(
-        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
-    )
-    name: Mapped[str] = mapped_column(Text)
-    user_data: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class FacesetFace(Base):

@@ -1,9 +1,9 @@
 """Engine and sessions for SQLite (default) and PostgreSQL.
 
 SQLite is tuned for several worker processes sharing one file: WAL journal, a generous busy
-timeout, and foreign keys on. Write transactions start with `lock_account` (see services), whose
-UPDATE takes SQLite's write lock before anything is read, so concurrent writers queue instead of
-failing with "database is locked".
+timeout, and foreign keys on. Write transactions start with `account_write`
+(app.services.accounts), whose UPDATE takes SQLite's write lock before anything is read, so
+concurrent writers queue instead of failing with "database is locked".
 """
 
 from __future__ import annotations

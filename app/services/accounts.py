@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +19,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.models import Account, Faceset, Group, Person
+from app.db.session import session_scope
 
 QUOTA_NAMES = (
     "groups",
@@ -114,13 +117,18 @@ _LOCK_ACCOUNT = (
 )
 
 
-def lock_account(session: Session, account_id: int) -> None:
-    """Serialise this account's writers for the rest of the transaction.
+@contextmanager
+def account_write(account_id: int) -> Iterator[Session]:
+    """The one way into a write transaction on an account's entities.
 
-    Must be the first statement of a write transaction: on PostgreSQL it takes the row lock that
-    makes quota checks race-free, on SQLite it takes the database write lock before any read.
+    Its first statement locks the account row, which serialises the account's writers until
+    commit: on PostgreSQL that row lock makes quota checks race-free and keeps the change log's
+    commit order equal to its seq order; on SQLite it takes the database write lock before any
+    read, so concurrent writers queue instead of failing with "database is locked".
     """
-    session.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+    with session_scope() as session:
+        session.execute(_LOCK_ACCOUNT, {"account_id": account_id})
+        yield session
 
 
 def quota_of(account: Account) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """The change log that keeps every worker's vector indexes in step with the store.
 
-Services call these inside the transaction that changes a membership, after `lock_account`, so
-the log row commits (or rolls back) with the change itself. See `app.db.models.IndexChange`.
+`app.services.membership` writes it, inside the `account_write` transaction that changes a
+membership, so the log row commits (or rolls back) with the change itself. See
+`app.db.models.IndexChange`.
 
 The log only has to reach back as far as the oldest index still catching up, so old rows are
 pruned. Each collection pruned keeps one marker row (op `pruned`, `face_id` = the last seq
@@ -19,16 +20,16 @@ from itertools import takewhile
 from sqlalchemy import bindparam, delete, insert, literal_column, select
 from sqlalchemy.orm import Session
 
-from app.db.models import GroupMember, IndexChange
-from app.services.accounts import lock_account
+from app.db.models import IndexChange
+from app.domain import ChangeOp, Kind
+from app.services.accounts import account_write
 
-PRUNED = "pruned"
 _changes = IndexChange.__table__
 # The op is a literal, not a parameter: a database only uses a partial index (here, of the
 # markers) for a query whose own WHERE clause implies the index's.
 _EARLIER_MARKER = delete(_changes).where(
     _changes.c.account_id == bindparam("account_id"),
-    literal_column("op") == literal_column(f"'{PRUNED}'"),
+    literal_column("op") == literal_column(f"'{ChangeOp.PRUNED}'"),
     _changes.c.collection == bindparam("collection"),
     _changes.c.collection_id == bindparam("collection_id"),
     _changes.c.seq < bindparam("seq"),
@@ -38,39 +39,23 @@ _EARLIER_MARKER = delete(_changes).where(
 def record(
     db: Session,
     account_id: int,
-    collection: str,
+    collection: Kind,
     collection_id: int,
     face_ids: Iterable[int],
-    op: str,
+    op: ChangeOp,
 ) -> None:
     rows = [
         {
             "account_id": account_id,
-            "collection": collection,
+            "collection": collection.value,
             "collection_id": collection_id,
             "face_id": face_id,
-            "op": op,
+            "op": op.value,
         }
         for face_id in face_ids
     ]
     if rows:
         db.execute(insert(IndexChange), rows)
-
-
-def record_drop(db: Session, account_id: int, collection: str, collection_id: int) -> None:
-    record(db, account_id, collection, collection_id, [0], "drop")
-
-
-def groups_of_person(db: Session, person_id: int) -> list[int]:
-    return list(db.scalars(select(GroupMember.group_id).where(GroupMember.person_id == person_id)))
-
-
-def record_person_faces(
-    db: Session, account_id: int, person_id: int, face_ids: list[int], op: str
-) -> None:
-    """A person's faces changed: every group the person is in follows."""
-    for group_id in groups_of_person(db, person_id):
-        record(db, account_id, "group", group_id, face_ids, op)
 
 
 @dataclass(frozen=True)
@@ -102,11 +87,13 @@ def old_rows(db: Session, account_id: int, older_than: datetime, after: int, lim
         .limit(limit)
     ).all()
     old = list(takewhile(lambda row: row.old, rows))
-    ends = {(row.collection, row.collection_id): row.seq for row in old if row.op != PRUNED}
+    ends = {
+        (row.collection, row.collection_id): row.seq for row in old if row.op != ChangeOp.PRUNED
+    }
     return OldRows(ends, old[-1].seq if old else after, len(old) == limit)
 
 
-def prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
+def prune(account_id: int, old: OldRows, after: int) -> int:
     """Delete the old rows read past `after`, leaving each collection one marker.
 
     Runs as its own short write transaction, under the account lock like every writer, so the
@@ -114,7 +101,11 @@ def prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
     """
     if not old.ends:
         return 0
-    lock_account(db, account_id)
+    with account_write(account_id) as db:
+        return _prune(db, account_id, old, after)
+
+
+def _prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
     # The markers go in first, so they take seqs past every row: SQLite would hand out the
     # deleted ones again if the newest were gone, and replays would skip the reused seqs.
     markers = db.scalars(
@@ -125,7 +116,7 @@ def prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
                 "collection": collection,
                 "collection_id": collection_id,
                 "face_id": last,
-                "op": PRUNED,
+                "op": ChangeOp.PRUNED,
             }
             for (collection, collection_id), last in old.ends.items()
         ],
@@ -143,6 +134,6 @@ def prune(db: Session, account_id: int, old: OldRows, after: int) -> int:
             _changes.c.account_id == account_id,
             _changes.c.seq > after,
             _changes.c.seq <= old.through,
-            _changes.c.op != PRUNED,
+            _changes.c.op != ChangeOp.PRUNED,
         )
     ).rowcount

@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.models import Face, FacesetFace, GroupMember, IndexChange
+from app.domain import ChangeOp
 from app.index.vectors import VectorIndex
-from app.services.changes import PRUNED
 
 log = logging.getLogger("facesrv.index")
 
@@ -86,15 +86,37 @@ def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQL
     )
 
 
+Key = tuple[str, int]  # (collection kind, its row id)
+
+
 class IndexRegistry:
+    """The worker's indexes, loaded on first use and kept current from the change log.
+
+    Two kinds of lock, so that a slow cold load stalls nobody else:
+    - a load lock per collection: the first search of a collection builds its index (from its
+      snapshot or the store) holding only that lock; other searches of the same collection wait
+      for it, nobody else does;
+    - an account lock: replaying the account's log onto its loaded indexes, and adopting a newly
+      built one, are short and serialised per account.
+    """
+
     def __init__(self, snapshot_dir: Path, exact_max: int, rerank: int = 256) -> None:
         self.snapshot_dir = snapshot_dir
         # The operator's current settings win over those saved in a snapshot.
         self.index_options = {"exact_max": exact_max, "rerank": rerank}
-        self._indexes: dict[tuple[str, int], VectorIndex] = {}
-        self._owner: dict[tuple[str, int], int] = {}  # collection -> account id
+        self._indexes: dict[Key, VectorIndex] = {}
         self._applied: dict[int, int] = {}  # account id -> last replayed seq
-        self._lock = threading.Lock()
+        self._locks = threading.Lock()  # guards the two lock tables below, nothing else
+        self._load_locks: dict[Key, threading.Lock] = {}
+        self._account_locks: dict[int, threading.Lock] = {}
+
+    def _load_lock(self, key: Key) -> threading.Lock:
+        with self._locks:
+            return self._load_locks.setdefault(key, threading.Lock())
+
+    def _account_lock(self, account_id: int) -> threading.Lock:
+        with self._locks:
+            return self._account_locks.setdefault(account_id, threading.Lock())
 
     def snapshot_path(self, collection: str, collection_id: int) -> Path:
         return self.snapshot_dir / f"{collection}-{collection_id}.faiss"
@@ -102,20 +124,37 @@ class IndexRegistry:
     def get(self, db: Session, account_id: int, collection: str, collection_id: int) -> VectorIndex:
         """The collection's index, current with every change committed before this call."""
         key = (collection, collection_id)
-        with self._lock:
-            if key not in self._indexes:
-                self._load(db, account_id, key)
+        self._ensure_loaded(db, account_id, key)
+        with self._account_lock(account_id):
             self._catch_up(db, account_id)
             return self._indexes[key]
 
     def save(self, db: Session, account_id: int, collection: str, collection_id: int) -> None:
         """Snapshot a collection (what /face/training does) so a restart loads it quickly."""
         key = (collection, collection_id)
-        with self._lock:
-            if key not in self._indexes:
-                self._load(db, account_id, key)
+        self._ensure_loaded(db, account_id, key)
+        with self._account_lock(account_id):
             self._catch_up(db, account_id)
-            self._snapshot(key, self._applied[account_id])
+            self._snapshot(key, self._indexes[key], self._applied[account_id])
+
+    def _ensure_loaded(self, db: Session, account_id: int, key: Key) -> None:
+        if key in self._indexes:
+            return
+        with self._load_lock(key):
+            if key in self._indexes:  # another search loaded it meanwhile
+                return
+            index, position = self._build(db, account_id, key)
+            with self._account_lock(account_id):
+                # Replaying from an earlier position than the index's is harmless (adds are
+                # upserts, removes of absent faces no-ops, in log order); from a later one
+                # would miss changes, so a lagging index first catches up to the account.
+                applied = self._applied.setdefault(account_id, position)
+                built = {key: index}
+                if applied > position:
+                    _, outdated = self._replay(db, account_id, position, built, only=key)
+                    if outdated:  # pruned meanwhile: rare, and rebuilt under the account lock
+                        built[key], _ = self._build(db, account_id, key)
+                self._indexes[key] = built[key]
 
     def _latest_seq(self, db: Session, account_id: int) -> int:
         return db.scalar(
@@ -124,28 +163,31 @@ class IndexRegistry:
             )
         )
 
-    def _load(self, db: Session, account_id: int, key: tuple[str, int]) -> None:
+    def _build(self, db: Session, account_id: int, key: Key) -> tuple[VectorIndex, int]:
+        """A collection's index and the log seq it is current with; touches no shared state."""
         # Read the log position before the members: anything committed in between is replayed.
         latest = self._latest_seq(db, account_id)
-        self._owner[key] = account_id
-        if not self._load_snapshot(db, account_id, key):
-            ids, vectors = _stack(db.execute(_members_query(*key)).all())
-            index = VectorIndex(EMBEDDING_DIM, **self.index_options)
-            index.add(ids, vectors)
-            self._indexes[key] = index
-            if len(index) >= SNAPSHOT_MIN_SIZE:
-                self._snapshot(key, latest)
-        self._applied.setdefault(account_id, latest)
+        loaded = self._load_snapshot(db, account_id, key)
+        if loaded is not None:
+            return loaded
+        ids, vectors = _stack(db.execute(_members_query(*key)).all())
+        index = VectorIndex(EMBEDDING_DIM, **self.index_options)
+        index.add(ids, vectors)
+        if len(index) >= SNAPSHOT_MIN_SIZE:
+            self._snapshot(key, index, latest)
+        return index, latest
 
-    def _load_snapshot(self, db: Session, account_id: int, key: tuple[str, int]) -> bool:
-        """Load the collection from its snapshot plus the log after it, if it has a usable one.
+    def _load_snapshot(
+        self, db: Session, account_id: int, key: Key
+    ) -> tuple[VectorIndex, int] | None:
+        """The collection from its snapshot plus the log after it, if it has a usable one.
 
         A snapshot is only a cache of the store: one that cannot be read (an older format, a
         damaged disk) is deleted and the caller rebuilds from the store instead of failing.
         """
         path = self.snapshot_path(*key)
         if not path.exists():
-            return False
+            return None
         try:
             index, meta = VectorIndex.load(path, **self.index_options)
             seq = int(meta["seq"])
@@ -153,31 +195,35 @@ class IndexRegistry:
             log.warning("unreadable snapshot %s (%s): rebuilding from the store", path, error)
             with contextlib.suppress(OSError):  # the next snapshot replaces it anyway
                 path.unlink(missing_ok=True)
-            return False
-        self._indexes[key] = index
-        _, outdated = self._replay(db, account_id, after=seq, only=key)
+            return None
+        loaded = {key: index}
+        position, outdated = self._replay(db, account_id, seq, loaded, only=key)
         if outdated:
             log.warning("snapshot %s predates the pruned log: rebuilding from the store", path)
-            del self._indexes[key]
             path.unlink(missing_ok=True)
-            return False
+            return None
         log.info("loaded %s-%d from its snapshot at seq %s", *key, seq)
-        return True
+        return loaded[key], position
 
     def _catch_up(self, db: Session, account_id: int) -> None:
+        """Under the account lock: replay the account's log onto its loaded indexes."""
         after = self._applied.get(account_id, 0)
-        self._applied[account_id], outdated = self._replay(db, account_id, after=after)
+        self._applied[account_id], outdated = self._replay(db, account_id, after, self._indexes)
         for key in outdated:  # idle through a prune: the log no longer holds what it missed
-            del self._indexes[key]
-            self._load(db, account_id, key)
+            self._indexes[key], _ = self._build(db, account_id, key)
 
     def _replay(
-        self, db: Session, account_id: int, after: int, only: tuple[str, int] | None = None
-    ) -> tuple[int, set[tuple[str, int]]]:
-        """Apply logged changes past `after` to loaded indexes.
+        self,
+        db: Session,
+        account_id: int,
+        after: int,
+        indexes: dict[Key, VectorIndex],
+        only: Key | None = None,
+    ) -> tuple[int, set[Key]]:
+        """Apply logged changes past `after` to those of `indexes` they concern.
 
-        Returns the last seq seen and the loaded collections the log can no longer bring up to
-        date (rows past `after` were pruned); those are left for the caller to reload.
+        Returns the last seq seen and the collections the log can no longer bring up to date
+        (rows past `after` were pruned); those are left for the caller to rebuild.
         """
         query = _CHANGES_AFTER
         if only is not None:
@@ -185,15 +231,15 @@ class IndexRegistry:
                 _changes.c.collection == only[0], _changes.c.collection_id == only[1]
             )
         last = after
-        outdated: set[tuple[str, int]] = set()
-        pending: list[tuple[tuple[str, int], str, list[int]]] = []
+        outdated: set[Key] = set()
+        pending: list[tuple[Key, str, list[int]]] = []
         rows = db.execute(query, {"account_id": account_id, "after": after})
         for seq, collection, collection_id, face_id, op in rows:
             last = seq
             key = (collection, collection_id)
-            if key not in self._indexes or key in outdated:
+            if key not in indexes or key in outdated:
                 continue
-            if op == PRUNED:
+            if op == ChangeOp.PRUNED:
                 if face_id > after:  # the marker holds the last seq pruned
                     outdated.add(key)
             elif pending and pending[-1][0] == key and pending[-1][1] == op:
@@ -202,23 +248,25 @@ class IndexRegistry:
                 pending.append((key, op, [face_id]))
         for key, op, face_ids in pending:
             if key not in outdated:
-                self._apply(db, key, op, face_ids)
+                self._apply(db, indexes, key, op, face_ids)
         return last, outdated
 
-    def _apply(self, db: Session, key: tuple[str, int], op: str, face_ids: list[int]) -> None:
-        index = self._indexes[key]
-        if op == "add":
+    def _apply(
+        self, db: Session, indexes: dict[Key, VectorIndex], key: Key, op: str, face_ids: list[int]
+    ) -> None:
+        index = indexes[key]
+        if op == ChangeOp.ADD:
             ids, vectors = _vectors(db, face_ids)
             index.add(ids, vectors)
-        elif op == "remove":
+        elif op == ChangeOp.REMOVE:
             index.remove(np.asarray(face_ids, dtype=np.int64))
-        else:  # "drop": the collection was deleted; its id may come back (SQLite reuses rowids)
-            self._indexes[key] = VectorIndex(EMBEDDING_DIM, **self.index_options)
+        else:  # a drop: the collection was deleted; its id may come back (SQLite reuses rowids)
+            indexes[key] = VectorIndex(EMBEDDING_DIM, **self.index_options)
             self.snapshot_path(*key).unlink(missing_ok=True)
 
-    def _snapshot(self, key: tuple[str, int], seq: int) -> None:
+    def _snapshot(self, key: Key, index: VectorIndex, seq: int) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        self._indexes[key].save(self.snapshot_path(*key), {"seq": seq})
+        index.save(self.snapshot_path(*key), {"seq": seq})
 
 
 @lru_cache(maxsize=1)

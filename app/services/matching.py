@@ -11,10 +11,9 @@ from sqlalchemy.orm import Session
 from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
 from app.errors import ApiError, bad_request
 from app.index.vectors import VectorIndex
-from app.services.common import find_owned, normalise_id, usable_faces
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
-from app.services.groups import owned_persons
 from app.services.indexes import get_registry
+from app.services.owned import find_owned, normalise_id, owned_persons, usable_faces
 
 
 def _vector(face: Face) -> np.ndarray:

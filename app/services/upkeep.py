@@ -121,8 +121,7 @@ def prune_account_log(account_id: int, older_than: datetime, batch: int = PRUNE_
     while True:
         with session_scope() as db:
             old = changes.old_rows(db, account_id, older_than, after, batch)
-        with session_scope() as db:
-            deleted += changes.prune(db, account_id, old, after)
+        deleted += changes.prune(account_id, old, after)
         if not old.more:
             return deleted
         after = old.through

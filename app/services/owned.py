@@ -1,8 +1,8 @@
-"""Pieces the person, group and faceset services share: ownership lookups, quotas, listings."""
+"""What an account owns: lookups scoped to the caller, so another tenant's id is as unknown as a
+made-up one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TypeVar
@@ -10,21 +10,10 @@ from typing import TypeVar
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, Face, Faceset, Group, Person
-from app.errors import ApiError, bad_request, invalid_argument
-from app.services.accounts import lock_account
+from app.db.models import Face, Faceset, Group, Person
+from app.errors import bad_request
 
 Entity = TypeVar("Entity", Person, Group, Faceset)
-
-
-@dataclass(frozen=True)
-class MembershipResult:
-    """What an add or remove call reports: the collection and its counts."""
-
-    public_id: str
-    name: str
-    count: int  # members after the change
-    changed: int  # members added or removed by it
 
 
 def normalise_id(public_id: str) -> str:
@@ -79,37 +68,12 @@ def usable_faces(db: Session, account_id: int, public_ids: list[str]) -> list[Fa
     return [found[face_id] for face_id in wanted]
 
 
-def check_quota(account: Account, name: str, would_have: int) -> None:
-    limit = getattr(account, f"quota_{name}")
-    if would_have > limit:
-        raise ApiError(400, "QUOTA_EXCEEDED", f"quota '{name}' exceeded: limit {limit}")
-
-
-def change_entity(
-    db: Session,
-    account_id: int,
-    model: type[Entity],
-    public_id: str | None,
-    status: str,
-    name: str | None,
-    user_data: str | None,
-) -> None:
-    """The three `/*/change` endpoints: rename and/or replace the user data."""
-    if name is None and user_data is None:
-        raise invalid_argument("must specify 'name' or 'user_data' argument")
-    lock_account(db, account_id)
-    entity = find_owned(db, model, account_id, public_id, status)
-    if name is not None:
-        entity.name = name
-    if user_data is not None:
-        entity.user_data = user_data
-
-
-def listing(
-    db: Session, model: type[Entity], account_id: int, limit: int | None, offset: int
-) -> list[Entity]:
-    """All of the caller's entities in creation order; `limit`/`offset` only when asked for."""
-    query = select(model).where(model.account_id == account_id).order_by(model.id).offset(offset)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(db.scalars(query))
+def owned_persons(db: Session, account_id: int, public_ids: list[str]) -> list[Person]:
+    """All or nothing: one unknown id fails the call."""
+    wanted = list(dict.fromkeys(normalise_id(person_id) for person_id in public_ids))
+    query = select(Person).where(Person.public_id.in_(wanted), Person.account_id == account_id)
+    found = {person.public_id: person for person in db.scalars(query)}
+    missing = [person_id for person_id in wanted if person_id not in found]
+    if missing:
+        raise bad_request("INVALID_PERSON", f"invalid person_id: {', '.join(missing[:5])}")
+    return [found[person_id] for person_id in wanted]

@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import CallerDep
 from app.api.pools import get_pools
-from app.api.presenters import detection_face
 from app.db.models import Account
 from app.db.session import session_scope
+from app.dialects.sensetime.presenters import detection_face
 from app.services import detection
 from app.services.detection import Analysis, Detection
 

@@ -1,0 +1,36 @@
+"""The core's vocabulary, shared by every dialect: entity kinds, change-log ops, task states.
+
+They are `StrEnum`s so that the values stored in the database and sent on the wire are the plain
+strings they always were, while the code names each one in exactly one place.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """The three entity kinds that hold members. Groups and facesets also have a vector index."""
+
+    PERSON = "person"
+    GROUP = "group"
+    FACESET = "faceset"
+
+
+class ChangeOp(StrEnum):
+    """What an `IndexChange` row did to a collection's index."""
+
+    ADD = "add"
+    REMOVE = "remove"
+    DROP = "drop"  # the whole collection went
+    PRUNED = "pruned"  # a marker: log rows up to `face_id` (a seq) were deleted
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+
+
+ACTIVE_TASK_STATUSES = (TaskStatus.PENDING, TaskStatus.PROCESSING)
