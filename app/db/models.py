@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
+from app.domain import TaskStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -248,7 +250,7 @@ class Task(Base):
     )
     endpoint: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=TaskStatus.PENDING.value, index=True)
     result: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # The worker process running it and its last sign of life: a task whose owner went quiet
     # (killed, restarted) is marked failed instead of staying "processing" forever.

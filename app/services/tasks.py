@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Task, as_utc
 from app.db.session import session_scope
+from app.domain import ACTIVE_TASK_STATUSES, TaskStatus
 from app.errors import ApiError
 
 log = logging.getLogger("facesrv.tasks")
@@ -27,7 +28,6 @@ log = logging.getLogger("facesrv.tasks")
 TASK_LIFETIME = timedelta(hours=24)
 STALE_AFTER = timedelta(seconds=60)
 HOST = socket.gethostname()[:40]
-ACTIVE = ("pending", "processing")
 
 _executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="facesrv-task")
 
@@ -44,7 +44,7 @@ def submit(account_id: int, endpoint: str, args: dict, work: Callable[[], dict])
             account_id=account_id,
             endpoint=endpoint,
             params=args,
-            status="pending",
+            status=TaskStatus.PENDING,
             owner=worker_id(),
             heartbeat_at=now,
             expires_at=now + TASK_LIFETIME,
@@ -64,14 +64,14 @@ def _set(task_id: int, **values: object) -> None:
 
 
 def _run(task_id: int, work: Callable[[], dict]) -> None:
-    _set(task_id, status="processing")
+    _set(task_id, status=TaskStatus.PROCESSING)
     try:
-        result, status = work(), "done"
+        result, status = work(), TaskStatus.DONE
     except ApiError as error:
-        result, status = error.body(), "failed"
+        result, status = error.body(), TaskStatus.FAILED
     except Exception:
         log.exception("task %s failed", task_id)
-        result, status = {"status": "INTERNAL_ERROR"}, "failed"
+        result, status = {"status": "INTERNAL_ERROR"}, TaskStatus.FAILED
     _set(task_id, status=status, result=result)
 
 
@@ -90,7 +90,7 @@ def find(db: Session, account_id: int, public_id: str | None) -> Task | None:
 def heartbeat(db: Session) -> None:
     db.execute(
         update(Task)
-        .where(Task.owner == worker_id(), Task.status.in_(ACTIVE))
+        .where(Task.owner == worker_id(), Task.status.in_(ACTIVE_TASK_STATUSES))
         .values(heartbeat_at=datetime.now(UTC))
     )
 
@@ -113,14 +113,16 @@ def _owner_is_gone(owner: str | None, heartbeat_at: datetime | None, now: dateti
 def sweep(db: Session) -> int:
     """Mark failed the active tasks whose worker is gone; returns how many."""
     now = datetime.now(UTC)
-    rows = db.execute(select(Task.id, Task.owner, Task.heartbeat_at).where(Task.status.in_(ACTIVE)))
+    rows = db.execute(
+        select(Task.id, Task.owner, Task.heartbeat_at).where(Task.status.in_(ACTIVE_TASK_STATUSES))
+    )
     orphans = [task_id for task_id, owner, beat in rows if _owner_is_gone(owner, beat, now)]
     if orphans:
         db.execute(
             update(Task)
-            .where(Task.id.in_(orphans), Task.status.in_(ACTIVE))
+            .where(Task.id.in_(orphans), Task.status.in_(ACTIVE_TASK_STATUSES))
             .values(
-                status="failed",
+                status=TaskStatus.FAILED,
                 result={"status": "INTERNAL_ERROR", "reason": "interrupted by a restart"},
                 updated_at=now,
             )

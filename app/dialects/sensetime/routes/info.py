@@ -9,6 +9,7 @@ from app.api.routing import get_or_post
 from app.db.models import Image, as_utc
 from app.db.session import session_scope
 from app.dialects.sensetime.presenters import info_face, info_image
+from app.domain import TaskStatus
 from app.errors import bad_request
 from app.services import detection, tasks
 from app.services.accounts import quota_of, usage_of
@@ -66,6 +67,6 @@ def info_task(caller: CallerDep) -> dict:
     if task is None:
         raise bad_request("INVALID_TASK", "invalid task_id")
     body: dict = {"status": "OK", "task_id": task.public_id, "task_status": task.status}
-    if task.status in ("done", "failed") and task.result is not None:
+    if task.status in (TaskStatus.DONE, TaskStatus.FAILED) and task.result is not None:
         body["result"] = task.result
     return body

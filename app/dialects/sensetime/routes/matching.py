@@ -22,6 +22,7 @@ from app.api.responses import ApiResponse
 from app.config import get_settings
 from app.db.models import Account
 from app.db.session import session_scope
+from app.domain import TaskStatus
 from app.errors import invalid_argument
 from app.services import matching, tasks
 from app.services.matching import Candidate, Verification
@@ -61,7 +62,7 @@ def _respond_now(
     if caller.params.flag("async") or (threshold and _work_size(caller, *collections) > threshold):
         account = caller.account
         task = tasks.submit(account.id, endpoint, args, lambda: run(account, args))
-        body = {"status": "OK", "task_id": task.public_id, "task_status": "pending"}
+        body = {"status": "OK", "task_id": task.public_id, "task_status": TaskStatus.PENDING.value}
         return ApiResponse(body, status_code=202)
     return run(caller.account, args)
 
