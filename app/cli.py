@@ -5,20 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.migrate import upgrade
 from app.db.models import Account, as_utc
 from app.db.session import session_scope
-from app.services.accounts import RateLimit, create_account, parse_quota
+from app.domain import Dialect
+from app.services import credentials
+from app.services.accounts import RateLimit, create_account, find_account, parse_quota
 
 
 def _expires(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _attribute(text: str) -> str:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    return text
 
 
 def _endpoints(text: str) -> list[str]:
@@ -37,8 +48,11 @@ def cmd_account_create(args: argparse.Namespace) -> int:
             quota=quota,
             expires_at=args.expires,
             allowed_endpoints=args.endpoints,
+            api_id=args.api_id,
+            api_secret=args.api_secret,
         )
-        print(json.dumps({"api_id": account.api_id, "api_secret": secret}))
+        api_id = args.api_id or account.api_id
+        print(json.dumps({"api_id": api_id, "api_secret": secret}))
     return 0
 
 
@@ -64,15 +78,91 @@ def cmd_account_list(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_account_disable(args: argparse.Namespace) -> int:
+@contextmanager
+def _account(handle: str) -> Iterator[tuple[Session, Account]]:
+    """The account an operator names by its api_id or any credential's key id."""
     upgrade(get_settings().database_url)
     with session_scope() as db:
-        account = db.scalar(select(Account).where(Account.api_id == args.api_id))
+        account = find_account(db, handle)
         if account is None:
-            print(f"no account {args.api_id}", file=sys.stderr)
-            return 1
-        account.disabled = True
-    print(json.dumps({"api_id": args.api_id, "disabled": True}))
+            raise LookupError(f"no account {handle}")
+        yield db, account
+
+
+def _set_disabled(handle: str, disabled: bool) -> int:
+    with _account(handle) as (_db, account):
+        account.disabled = disabled
+        print(json.dumps({"api_id": account.api_id, "disabled": disabled}))
+    return 0
+
+
+def cmd_account_disable(args: argparse.Namespace) -> int:
+    return _set_disabled(args.api_id, True)
+
+
+def cmd_account_enable(args: argparse.Namespace) -> int:
+    return _set_disabled(args.api_id, False)
+
+
+def cmd_account_delete(args: argparse.Namespace) -> int:
+    """The account and everything it owns: its entities, faces, images, logs and credentials."""
+    with _account(args.api_id) as (db, account):
+        db.delete(account)
+        print(json.dumps({"api_id": account.api_id, "deleted": True}))
+    return 0
+
+
+def cmd_account_rotate_secret(args: argparse.Namespace) -> int:
+    dialect = Dialect(args.dialect)
+    with _account(args.api_id) as (db, account):
+        key_id = args.key_id or args.api_id
+        credential = credentials.find(db, dialect, key_id)
+        if credential is None or credential.account_id != account.id:
+            raise LookupError(f"no {dialect} credential {key_id} on this account")
+        secret = credentials.rotate_secret(db, credential, args.secret)
+        print(json.dumps({"dialect": dialect.value, "key_id": key_id, "secret": secret}))
+    return 0
+
+
+def cmd_credential_add(args: argparse.Namespace) -> int:
+    attributes = dict(item.split("=", 1) for item in args.attribute) or None
+    with _account(args.api_id) as (db, account):
+        issued = credentials.add_credential(
+            db, account, Dialect(args.dialect), args.key_id, args.secret, attributes
+        )
+        print(
+            json.dumps(
+                {"dialect": issued.dialect.value, "key_id": issued.key_id, "secret": issued.secret}
+            )
+        )
+    return 0
+
+
+def cmd_credential_list(args: argparse.Namespace) -> int:
+    """Never the secrets: they are hashed or sealed, and shown once, when issued."""
+    with _account(args.api_id) as (db, account):
+        for credential in credentials.of_account(db, account.id):
+            print(
+                json.dumps(
+                    {
+                        "dialect": credential.dialect,
+                        "key_id": credential.key_id,
+                        "attributes": credential.attributes or {},
+                        "created_at": as_utc(credential.created_at).isoformat(),
+                    }
+                )
+            )
+    return 0
+
+
+def cmd_credential_remove(args: argparse.Namespace) -> int:
+    dialect = Dialect(args.dialect)
+    with _account(args.api_id) as (db, account):
+        credential = credentials.find(db, dialect, args.key_id)
+        if credential is None or credential.account_id != account.id:
+            raise LookupError(f"no {dialect} credential {args.key_id} on this account")
+        db.delete(credential)
+        print(json.dumps({"dialect": dialect.value, "key_id": args.key_id, "removed": True}))
     return 0
 
 
@@ -163,11 +253,44 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--quota", help="e.g. groups=10,persons=80,faces_per_person=10")
     create.add_argument("--expires", type=_expires, help="ISO 8601, e.g. 2027-01-01T00:00:00+08:00")
     create.add_argument("--endpoints", type=_endpoints, help="allow only these paths, comma-joined")
+    create.add_argument("--api-id", help="keep a client's existing api_id (default: generated)")
+    create.add_argument("--api-secret", help="keep a client's existing secret (default: generated)")
     create.set_defaults(run=cmd_account_create)
     account.add_parser("list", help="list accounts").set_defaults(run=cmd_account_list)
-    disable = account.add_parser("disable", help="disable an account")
-    disable.add_argument("api_id")
-    disable.set_defaults(run=cmd_account_disable)
+    for name, run, text in (
+        ("disable", cmd_account_disable, "refuse every credential of an account"),
+        ("enable", cmd_account_enable, "let a disabled account in again"),
+        ("delete", cmd_account_delete, "delete an account and everything it owns"),
+    ):
+        command = account.add_parser(name, help=text)
+        command.add_argument("api_id")
+        command.set_defaults(run=run)
+    dialects = [dialect.value for dialect in Dialect]
+    rotate = account.add_parser("rotate-secret", help="a new secret for one credential")
+    rotate.add_argument("api_id")
+    rotate.add_argument("--dialect", choices=dialects, default=Dialect.SENSETIME.value)
+    rotate.add_argument("--key-id", help="default: the api_id given")
+    rotate.add_argument("--secret", help="the new secret (default: generated)")
+    rotate.set_defaults(run=cmd_account_rotate_secret)
+    credential = account.add_parser("credential", help="an account's credentials per dialect")
+    credential_actions = credential.add_subparsers(dest="credential_action", required=True)
+    add = credential_actions.add_parser("add", help="add a credential, given or generated")
+    add.add_argument("api_id")
+    add.add_argument("--dialect", choices=dialects, required=True)
+    add.add_argument("--key-id", help="SecretId, AK or AccessKeyId (default: generated)")
+    add.add_argument("--secret", help="SecretKey, SK or AccessKeySecret (default: generated)")
+    add.add_argument(
+        "--attribute", action="append", default=[], type=_attribute, help="e.g. app_id=1251000000"
+    )
+    add.set_defaults(run=cmd_credential_add)
+    listing = credential_actions.add_parser("list", help="list credentials (never secrets)")
+    listing.add_argument("api_id")
+    listing.set_defaults(run=cmd_credential_list)
+    remove = credential_actions.add_parser("remove", help="remove one credential")
+    remove.add_argument("api_id")
+    remove.add_argument("--dialect", choices=dialects, required=True)
+    remove.add_argument("--key-id", required=True)
+    remove.set_defaults(run=cmd_credential_remove)
 
     db = commands.add_parser("db", help="the entity store").add_subparsers(
         dest="action", required=True
@@ -188,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ValueError as error:
+    except LookupError as error:  # no such account or credential
+        print(f"facesrv: {error.args[0]}", file=sys.stderr)
+        return 1
+    except ValueError as error:  # CredentialError too: taken or malformed
         print(f"facesrv: {error}", file=sys.stderr)
         return 2
 

@@ -57,6 +57,7 @@ class Settings:
     body_timeout_s: float
     unauthenticated_reads: int
     auth_failure_limit: str
+    secret_key: str | None  # base64 of 32 bytes; else the key file in data_dir
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,6 +95,7 @@ class Settings:
             body_timeout_s=float(_env("BODY_TIMEOUT", "60")),
             unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 8),
             auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "30q/60s"),
+            secret_key=_env("SECRET_KEY", "") or None,
         )
 
 

@@ -1,4 +1,4 @@
-"""The core's vocabulary, shared by every dialect: entity kinds, change-log ops, task states.
+"""The core's vocabulary: entity kinds, change-log ops, dialects, task states.
 
 They are `StrEnum`s so that the values stored in the database and sent on the wire are the plain
 strings they always were, while the code names each one in exactly one place.
@@ -24,6 +24,15 @@ class ChangeOp(StrEnum):
     REMOVE = "remove"
     DROP = "drop"  # the whole collection went
     PRUNED = "pruned"  # a marker: log rows up to `face_id` (a seq) were deleted
+
+
+class Dialect(StrEnum):
+    """The vendor APIs an account may hold a credential for."""
+
+    SENSETIME = "sensetime"
+    TENCENT = "tencent"
+    HUAWEI = "huawei"
+    ALIBABA = "alibaba"
 
 
 class TaskStatus(StrEnum):

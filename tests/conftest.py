@@ -26,6 +26,7 @@ from app.db.migrate import upgrade
 from app.db.models import AuthFailureWindow
 from app.db.session import session_scope
 from app.services.accounts import create_account, parse_quota
+from app.services.credentials import server_key
 from app.services.indexes import get_registry
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -83,6 +84,7 @@ def forget_process_state() -> None:
     get_limiter.cache_clear()
     get_registry.cache_clear()
     get_pools.cache_clear()
+    server_key.cache_clear()
 
 
 @pytest.fixture

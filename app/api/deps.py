@@ -27,8 +27,10 @@ from app.api.pools import get_pools
 from app.config import get_settings
 from app.db.models import Account, as_utc
 from app.db.session import session_scope
+from app.domain import Dialect
 from app.errors import ApiError
-from app.services.accounts import RateLimit, find_account, secret_matches
+from app.services import credentials
+from app.services.accounts import RateLimit
 from app.services.ratelimit import (
     DatabaseLimiter,
     Limiter,
@@ -73,9 +75,12 @@ def check_credentials(request: Request, api_id: str | None, api_secret: str | No
             request.state.rate_headers = {"Retry-After": str(retry_after)}
             reason = "too many failed authentications from this address or for this api_id"
             raise ApiError(403, "RATE_LIMIT_EXCEEDED", reason)
-        account = find_account(db, api_id)
+        credential = credentials.find(db, Dialect.SENSETIME, api_id)
+        account = db.get(Account, credential.account_id) if credential else None
         accepted = (
-            account is not None and secret_matches(account, api_secret) and not account.disabled
+            account is not None
+            and credentials.secret_matches(credential, api_secret)
+            and not account.disabled
         )
         if not accepted:
             limiter.record_failure(db, keys, failure_limit)

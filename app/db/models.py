@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -57,8 +58,6 @@ class Account(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     api_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
     name: Mapped[str] = mapped_column(String(255))
-    secret_salt: Mapped[str] = mapped_column(String(32))
-    secret_hash: Mapped[str] = mapped_column(String(64))
     rate_limit: Mapped[str] = mapped_column(String(32))
     quota_groups: Mapped[int] = mapped_column(Integer)
     quota_persons: Mapped[int] = mapped_column(Integer)
@@ -71,6 +70,33 @@ class Account(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Credential(Base):
+    """One way into an account through one dialect: SenseTime api_id/api_secret, Tencent
+    SecretId/SecretKey, Huawei AK/SK, Alibaba AccessKeyId/AccessKeySecret.
+
+    A secret the client sends as is (SenseTime) is kept as a salted hash. A signing key (the
+    HMAC dialects) must be known to recompute signatures, so it is kept sealed: AES-256-GCM
+    under the server key (`app.services.credentials`), bound to its dialect and key id.
+    """
+
+    __tablename__ = "credentials"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    dialect: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[str] = mapped_column(String(128))
+    secret_salt: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # What else the dialect names a caller by, e.g. {"app_id": "1251..."} or {"project_id": ...}
+    attributes: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("dialect", "key_id", name="uq_credentials_dialect_key"),)
 
 
 class RateWindow(Base):

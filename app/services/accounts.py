@@ -1,15 +1,13 @@
-"""Accounts: creation, credentials, quotas and their usage.
+"""Accounts: creation, the write lock, quotas and their usage.
 
-API secrets are 128-bit random values, so a salted SHA-256 is as strong as a slow password hash
-against offline guessing while costing microseconds per request; comparison is constant-time.
+An account is a tenant; how clients get in is its credentials (`app.services.credentials`),
+one per dialect. `api_id` is the account's handle for operators and logs: its first SenseTime
+api_id.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,8 +16,10 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, Faceset, Group, Person
+from app.db.models import Account, Credential, Faceset, Group, Person, new_public_id
 from app.db.session import session_scope
+from app.domain import Dialect
+from app.services import credentials
 
 QUOTA_NAMES = (
     "groups",
@@ -29,6 +29,7 @@ QUOTA_NAMES = (
     "faces_per_person",
     "faces_per_faceset",
 )
+HANDLE_CHARS = 32  # accounts.api_id
 RATE_LIMIT_RE = re.compile(r"^(\d+)q/(\d+)s$")
 
 
@@ -59,14 +60,6 @@ def parse_quota(text: str, base: dict[str, int] | None = None) -> dict[str, int]
     return quota
 
 
-def hash_secret(salt: str, secret: str) -> str:
-    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
-
-
-def secret_matches(account: Account, secret: str) -> bool:
-    return hmac.compare_digest(hash_secret(account.secret_salt, secret), account.secret_hash)
-
-
 def create_account(
     session: Session,
     *,
@@ -75,18 +68,21 @@ def create_account(
     quota: dict[str, int],
     expires_at: datetime | None = None,
     allowed_endpoints: list[str] | None = None,
+    api_id: str | None = None,
+    api_secret: str | None = None,
 ) -> tuple[Account, str]:
-    """Create an account; returns it with its secret, which is never stored in clear."""
+    """Create an account with its SenseTime credential, generated or as given.
+
+    Returns the account and the secret, which is never stored in clear.
+    """
     RateLimit.parse(rate_limit)
     missing = set(QUOTA_NAMES) - set(quota)
     if missing:
         raise ValueError(f"quota lacks {sorted(missing)}")
-    secret = secrets.token_hex(16)
-    salt = secrets.token_hex(16)
+    handle = api_id if api_id is not None and len(api_id) <= HANDLE_CHARS else new_public_id()
     account = Account(
+        api_id=handle,
         name=name,
-        secret_salt=salt,
-        secret_hash=hash_secret(salt, secret),
         rate_limit=rate_limit,
         # Stored in UTC: SQLite keeps no offset, and every reader treats stored times as UTC.
         expires_at=expires_at.astimezone(UTC) if expires_at else None,
@@ -95,15 +91,20 @@ def create_account(
     )
     session.add(account)
     session.flush()
-    return account, secret
+    issued = credentials.add_credential(
+        session, account, Dialect.SENSETIME, api_id or handle, api_secret
+    )
+    return account, issued.secret
 
 
-# Built once: every request runs it, and building a statement costs more than running it.
-_ACCOUNT_BY_API_ID = select(Account).where(Account.api_id == bindparam("api_id"))
-
-
-def find_account(session: Session, api_id: str) -> Account | None:
-    return session.scalar(_ACCOUNT_BY_API_ID, {"api_id": api_id})
+def find_account(session: Session, handle: str) -> Account | None:
+    """By the account's handle, or by any of its credentials' key ids (what operators know)."""
+    account = session.scalar(select(Account).where(Account.api_id == handle))
+    if account is not None:
+        return account
+    by_key = select(Credential.account_id).where(Credential.key_id == handle)
+    account_ids = set(session.scalars(by_key))
+    return session.get(Account, account_ids.pop()) if len(account_ids) == 1 else None
 
 
 # A no-op write to a column no key or index holds. Writing the primary key, even to itself, made

@@ -1,0 +1,178 @@
+"""Credentials: one per dialect an account may use, and the server key that seals signing keys.
+
+- SenseTime clients send their secret itself, so it is stored as a salted SHA-256 and compared
+  in constant time: a 128-bit random secret needs no slow hash against offline guessing.
+- The HMAC dialects (Tencent, Huawei, Alibaba) sign requests; checking a signature needs the
+  signing key itself, so it is sealed with AES-256-GCM under the server key, with the dialect and
+  key id as associated data: a sealed key copied to another row does not open.
+- The server key comes from FACESRV_SECRET_KEY (base64 of 32 bytes) or, when that is unset, from
+  `<data dir>/secret.key`, created on first use with mode 0600. Without it the sealed keys in
+  a copy of the database are unreadable; lose it and they must be set again.
+
+Given values are accepted (an operator moving off the cloud keeps the keys hard-coded in its
+clients), as are generated ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.db.models import Account, Credential
+from app.domain import Dialect
+
+KEY_FILE = "secret.key"
+MAX_CREDENTIAL_CHARS = 128
+HASHED_DIALECTS = frozenset({Dialect.SENSETIME})  # the client sends the secret itself
+
+
+class CredentialError(ValueError):
+    """A credential that cannot be created as asked (taken, malformed)."""
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A credential as created: the only time its secret is shown."""
+
+    dialect: Dialect
+    key_id: str
+    secret: str
+
+
+def _load_key(settings_key: str | None, data_dir: Path) -> bytes:
+    if settings_key:
+        key = base64.urlsafe_b64decode(settings_key.encode())
+        if len(key) != 32:
+            raise ValueError("FACESRV_SECRET_KEY must be the base64 of 32 bytes")
+        return key
+    path = data_dir / KEY_FILE
+    try:
+        return base64.urlsafe_b64decode(path.read_bytes().strip())
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    encoded = base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256))
+    try:  # O_EXCL: of two processes starting at once, one writes and both read its key
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return base64.urlsafe_b64decode(path.read_bytes().strip())
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(encoded + b"\n")
+    return base64.urlsafe_b64decode(encoded)
+
+
+@lru_cache(maxsize=1)
+def server_key() -> bytes:
+    settings = get_settings()
+    return _load_key(settings.secret_key, settings.data_dir)
+
+
+def _associated(dialect: str, key_id: str) -> bytes:
+    return f"{dialect}\n{key_id}".encode()
+
+
+def seal(key: bytes, dialect: str, key_id: str, secret: str) -> bytes:
+    nonce = secrets.token_bytes(12)
+    return nonce + AESGCM(key).encrypt(nonce, secret.encode(), _associated(dialect, key_id))
+
+
+def unseal(key: bytes, dialect: str, key_id: str, sealed: bytes) -> str:
+    """The signing key; `InvalidTag` with another server key or another row's blob."""
+    box = AESGCM(key)
+    return box.decrypt(sealed[:12], sealed[12:], _associated(dialect, key_id)).decode()
+
+
+def _hash(salt: str, secret: str) -> str:
+    return hashlib.sha256(f"{salt}:{secret}".encode()).hexdigest()
+
+
+def _checked(name: str, value: str) -> str:
+    if not value or len(value) > MAX_CREDENTIAL_CHARS or not value.isascii():
+        raise CredentialError(f"{name} must be 1 to {MAX_CREDENTIAL_CHARS} ASCII characters")
+    if not value.isprintable() or value != value.strip():
+        raise CredentialError(f"{name} must be printable, without surrounding spaces")
+    return value
+
+
+def _set_secret(credential: Credential, secret: str) -> None:
+    if credential.dialect in HASHED_DIALECTS:
+        credential.secret_salt = secrets.token_hex(16)
+        credential.secret_hash = _hash(credential.secret_salt, secret)
+        credential.secret_sealed = None
+    else:
+        credential.secret_sealed = seal(server_key(), credential.dialect, credential.key_id, secret)
+        credential.secret_salt = credential.secret_hash = None
+
+
+def add_credential(
+    db: Session,
+    account: Account,
+    dialect: Dialect,
+    key_id: str | None = None,
+    secret: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> Issued:
+    """A new credential, with the given key id and secret or freshly generated ones."""
+    key_id = _checked("key id", key_id) if key_id is not None else secrets.token_hex(16)
+    secret = _checked("secret", secret) if secret is not None else secrets.token_hex(16)
+    taken = select(Credential.id).where(Credential.dialect == dialect, Credential.key_id == key_id)
+    if db.scalar(taken) is not None:
+        raise CredentialError(f"a {dialect} credential {key_id!r} already exists")
+    credential = Credential(
+        account_id=account.id, dialect=dialect.value, key_id=key_id, attributes=attributes
+    )
+    _set_secret(credential, secret)
+    db.add(credential)
+    db.flush()
+    return Issued(dialect, key_id, secret)
+
+
+def rotate_secret(db: Session, credential: Credential, secret: str | None = None) -> str:
+    """A new secret for the credential; the old one stops working at commit."""
+    secret = _checked("secret", secret) if secret is not None else secrets.token_hex(16)
+    _set_secret(credential, secret)
+    return secret
+
+
+# Built once: SenseTime authentication runs it on every request.
+_BY_KEY = select(Credential).where(
+    Credential.dialect == bindparam("dialect"), Credential.key_id == bindparam("key_id")
+)
+
+
+def find(db: Session, dialect: Dialect, key_id: str) -> Credential | None:
+    return db.scalar(_BY_KEY, {"dialect": dialect.value, "key_id": key_id})
+
+
+def of_account(db: Session, account_id: int) -> list[Credential]:
+    query = select(Credential).where(Credential.account_id == account_id)
+    return list(db.scalars(query.order_by(Credential.id)))
+
+
+def secret_matches(credential: Credential, secret: str) -> bool:
+    """For the hashed dialects: is this the secret? Constant time in the secret."""
+    if credential.secret_salt is None or credential.secret_hash is None:
+        return False
+    return hmac.compare_digest(_hash(credential.secret_salt, secret), credential.secret_hash)
+
+
+def signing_key(credential: Credential) -> str | None:
+    """For the HMAC dialects: the key to recompute signatures with; None if it cannot open."""
+    if credential.secret_sealed is None:
+        return None
+    try:
+        return unseal(server_key(), credential.dialect, credential.key_id, credential.secret_sealed)
+    except InvalidTag:
+        return None
