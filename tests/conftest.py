@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,3 +132,11 @@ def client(configured: str) -> Iterator[TestClient]:
 
     with TestClient(create_app()) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def faces(client: TestClient, account: Credentials) -> Callable[[int], list[str]]:
+    """Fresh face ids of the test's account, `faces(n)` at a time, from real detection."""
+    from tests.utils.api import detect_faces
+
+    return lambda count: detect_faces(client, account, count)

@@ -22,7 +22,7 @@ from app.db.session import engine_for
 from app.services.accounts import account_write
 from tests.conftest import DEFAULT_QUOTA, REDIS_URL, forget_process_state, make_account
 from tests.servers import Server
-from tests.test_entities import detect_faces
+from tests.utils.api import detect_faces
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_bytes, celeba_identities, celeba_mosaic
 from tests.servers import Server
-from tests.test_detection_api import PhotoServer
+from tests.utils.photo_server import PhotoServer
 
 pytestmark = pytest.mark.slow
 

@@ -22,16 +22,13 @@ from app.services import changes
 from app.services.indexes import IndexRegistry, get_registry
 from app.services.upkeep import prune_account_log, prune_change_log
 from tests.conftest import Credentials, make_account
-from tests.photos import celeba_bytes, celeba_identities
+from tests.photos import celeba_identities
 from tests.plans import query_plans, reads_whole, statements_on
+from tests.utils.api import detect_face, post, reply
 
 
-def detect(client: TestClient, creds: Credentials, image: str) -> str:
-    response = client.post(
-        "/face/detection", params=creds.query, files={"file": celeba_bytes(image)}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["faces"][0]["face_id"]
+def call(client: TestClient, creds: Credentials, path: str, **body: object) -> dict:
+    return reply(post(client, path, creds, **body))
 
 
 @pytest.fixture
@@ -39,21 +36,16 @@ def people(client: TestClient, account: Credentials) -> dict[str, list[str]]:
     """Four identities with three detected faces each, in the test's own account."""
     identities = list(celeba_identities().items())[:4]
     return {
-        identity: [detect(client, account, image) for image in images[:3]]
+        identity: [detect_face(client, account, image) for image in images[:3]]
         for identity, images in identities
     }
-
-
-def post(client: TestClient, creds: Credentials, path: str, **body: object) -> dict:
-    response = client.post(path, json={**creds.query, **body})
-    return {"_code": response.status_code, **response.json()}
 
 
 def test_verification_same_and_different(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     (a1, a2, _), (b1, _, _) = list(people.values())[:2]
-    same = post(client, account, "/face/verification", face_id=a1, face2_id=a2)
+    same = call(client, account, "/face/verification", face_id=a1, face2_id=a2)
     assert list(same)[1:] == [
         "same_person",
         "confidence",
@@ -63,9 +55,9 @@ def test_verification_same_and_different(
         "request_id",
     ]
     assert same["same_person"] is True and same["confidence"] > 0.7
-    other = post(client, account, "/face/verification", face_id=a1, face2_id=b1)
+    other = call(client, account, "/face/verification", face_id=a1, face2_id=b1)
     assert other["same_person"] is False and other["confidence"] < 0.5
-    itself = post(client, account, "/face/verification", face_id=a1, face2_id=a1)
+    itself = call(client, account, "/face/verification", face_id=a1, face2_id=a1)
     assert itself["confidence"] == 1
 
 
@@ -73,17 +65,17 @@ def test_verification_against_a_person(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     (a1, a2, a3), (b1, _, _) = list(people.values())[:2]
-    person = post(client, account, "/person/create", name="a", face_id=[a1, a2])["person_id"]
-    body = post(client, account, "/face/verification", face_id=a3, person_id=person)
+    person = call(client, account, "/person/create", name="a", face_id=[a1, a2])["person_id"]
+    body = call(client, account, "/face/verification", face_id=a3, person_id=person)
     assert list(body)[1:6] == ["same_person", "confidence", "face_id", "person_id", "status"]
     assert body["same_person"] is True
     assert (
-        post(client, account, "/face/verification", face_id=b1, person_id=person)["same_person"]
+        call(client, account, "/face/verification", face_id=b1, person_id=person)["same_person"]
         is False
     )
-    empty = post(client, account, "/person/create", name="empty")["person_id"]
+    empty = call(client, account, "/person/create", name="empty")["person_id"]
     assert (
-        post(client, account, "/face/verification", face_id=a3, person_id=empty)["status"]
+        call(client, account, "/face/verification", face_id=a3, person_id=empty)["status"]
         == "EMPTY_PERSON"
     )
 
@@ -94,18 +86,18 @@ def test_verification_errors(
     a1 = next(iter(people.values()))[0]
     unknown = "0" * 32
     assert (
-        post(client, account, "/face/verification", face_id=unknown, face2_id=a1)["status"]
+        call(client, account, "/face/verification", face_id=unknown, face2_id=a1)["status"]
         == "INVALID_FACE"
     )
     assert (
-        post(client, account, "/face/verification", face_id=a1, face2_id=unknown)["status"]
+        call(client, account, "/face/verification", face_id=a1, face2_id=unknown)["status"]
         == "INVALID_FACE2"
     )
     assert (
-        post(client, account, "/face/verification", face_id=a1, person_id=unknown)["status"]
+        call(client, account, "/face/verification", face_id=a1, person_id=unknown)["status"]
         == "INVALID_PERSON"
     )
-    missing = post(client, account, "/face/verification", face_id=a1)
+    missing = call(client, account, "/face/verification", face_id=a1)
     assert missing["_code"] == 400 and missing["status"] == "INVALID_ARGUMENT"
 
 
@@ -122,9 +114,9 @@ def test_search_in_a_faceset(
     get_settings.cache_clear()
     get_registry.cache_clear()
     faces = [face for trio in people.values() for face in trio[:2]]
-    faceset = post(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
+    faceset = call(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
     query = faces[0]
-    body = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=3)
+    body = call(client, account, "/face/search", face_id=query, faceset_id=faceset, top=3)
     assert list(body)[1:] == ["candidates", "face_id", "status", "request_id"]
     candidates = body["candidates"]
     assert len(candidates) == 3
@@ -134,11 +126,11 @@ def test_search_in_a_faceset(
         (c["confidence"] for c in candidates), reverse=True
     )
     # Removed faces never come back; added ones are found at once.
-    post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=query)
-    after = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=10)
+    call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=query)
+    after = call(client, account, "/face/search", face_id=query, faceset_id=faceset, top=10)
     assert query not in [c["face_id"] for c in after["candidates"]]
-    post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=query)
-    again = post(client, account, "/face/search", face_id=query, faceset_id=faceset, top=1)
+    call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=query)
+    again = call(client, account, "/face/search", face_id=query, faceset_id=faceset, top=1)
     assert again["candidates"] == [{"face_id": query, "confidence": 1}]
 
 
@@ -146,11 +138,11 @@ def test_search_in_face_ids_and_faceset_wins(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     (a1, a2, a3), (b1, b2, _) = list(people.values())[:2]
-    body = post(client, account, "/face/search", face_id=a3, face_ids=f"{b1},{a1},{b2}", top=2)
+    body = call(client, account, "/face/search", face_id=a3, face_ids=f"{b1},{a1},{b2}", top=2)
     assert [c["face_id"] for c in body["candidates"]][0] == a1
     assert len(body["candidates"]) == 2
-    faceset = post(client, account, "/faceset/create", name="b", face_id=[b1, b2])["faceset_id"]
-    both = post(client, account, "/face/search", face_id=a3, face_ids=[a1, a2], faceset_id=faceset)
+    faceset = call(client, account, "/faceset/create", name="b", face_id=[b1, b2])["faceset_id"]
+    both = call(client, account, "/face/search", face_id=a3, face_ids=[a1, a2], faceset_id=faceset)
     assert {c["face_id"] for c in both["candidates"]} == {b1, b2}
 
 
@@ -158,20 +150,20 @@ def test_search_errors(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     a1 = next(iter(people.values()))[0]
-    empty = post(client, account, "/faceset/create", name="empty")["faceset_id"]
+    empty = call(client, account, "/faceset/create", name="empty")["faceset_id"]
     assert (
-        post(client, account, "/face/search", face_id=a1, faceset_id=empty)["status"]
+        call(client, account, "/face/search", face_id=a1, faceset_id=empty)["status"]
         == "EMPTY_FACESET"
     )
     assert (
-        post(client, account, "/face/search", face_id=a1, faceset_id="0" * 32)["status"]
+        call(client, account, "/face/search", face_id=a1, faceset_id="0" * 32)["status"]
         == "INVALID_FACESET"
     )
     assert (
-        post(client, account, "/face/search", face_id="0" * 32, face_ids=[a1])["status"]
+        call(client, account, "/face/search", face_id="0" * 32, face_ids=[a1])["status"]
         == "INVALID_FACE"
     )
-    top = post(client, account, "/face/search", face_id=a1, face_ids=[a1], top=11)
+    top = call(client, account, "/face/search", face_id=a1, face_ids=[a1], top=11)
     assert top["status"] == "INVALID_ARGUMENT"
     assert top["reason"] == "argument 'top': not in range(1..10)"
 
@@ -181,24 +173,24 @@ def test_identification(
 ) -> None:
     trios = list(people.values())
     persons = [
-        post(client, account, "/person/create", name=f"p{i}", face_id=trio[:2])["person_id"]
+        call(client, account, "/person/create", name=f"p{i}", face_id=trio[:2])["person_id"]
         for i, trio in enumerate(trios[:3])
     ]
-    group = post(client, account, "/group/create", name="g", person_id=persons)["group_id"]
-    body = post(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
+    group = call(client, account, "/group/create", name="g", person_id=persons)["group_id"]
+    body = call(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
     assert list(body)[1:] == ["candidates", "face_id", "group_id", "status", "request_id"]
     assert body["candidates"][0]["person_id"] == persons[1]
     assert body["candidates"][0]["name"] == "p1"
     assert all(c["confidence"] > 0.6 for c in body["candidates"])
-    stranger = post(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
+    stranger = call(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
     assert stranger["candidates"] == []
     # Membership changes show at once: remove the person from the group, it is no longer found.
-    post(client, account, "/group/remove_person", group_id=group, person_id=persons[1])
-    gone = post(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
+    call(client, account, "/group/remove_person", group_id=group, person_id=persons[1])
+    gone = call(client, account, "/face/identification", face_id=trios[1][2], group_id=group)
     assert persons[1] not in [c["person_id"] for c in gone["candidates"]]
     # A face added to a member person is found through the group at once.
-    post(client, account, "/person/add_face", person_id=persons[0], face_id=trios[3][0])
-    moved = post(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
+    call(client, account, "/person/add_face", person_id=persons[0], face_id=trios[3][0])
+    moved = call(client, account, "/face/identification", face_id=trios[3][2], group_id=group)
     assert [c["person_id"] for c in moved["candidates"]][:1] == [persons[0]]
 
 
@@ -206,23 +198,23 @@ def test_identification_errors(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     a1 = next(iter(people.values()))[0]
-    empty_group = post(client, account, "/group/create", name="e")["group_id"]
+    empty_group = call(client, account, "/group/create", name="e")["group_id"]
     assert (
-        post(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
+        call(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
         == "EMPTY_GROUP"
     )
-    faceless = post(client, account, "/person/create", name="nobody")["person_id"]
-    post(client, account, "/group/add_person", group_id=empty_group, person_id=faceless)
+    faceless = call(client, account, "/person/create", name="nobody")["person_id"]
+    call(client, account, "/group/add_person", group_id=empty_group, person_id=faceless)
     assert (
-        post(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
+        call(client, account, "/face/identification", face_id=a1, group_id=empty_group)["status"]
         == "EMPTY_GROUP"
     )
     assert (
-        post(client, account, "/face/identification", face_id=a1, group_id="0" * 32)["status"]
+        call(client, account, "/face/identification", face_id=a1, group_id="0" * 32)["status"]
         == "INVALID_GROUP"
     )
     assert (
-        post(client, account, "/face/identification", face_id=a1, group_id=empty_group, top=6)[
+        call(client, account, "/face/identification", face_id=a1, group_id=empty_group, top=6)[
             "status"
         ]
         == "INVALID_ARGUMENT"
@@ -233,10 +225,10 @@ def test_training_checks_every_id(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     a1, a2, _ = next(iter(people.values()))
-    person = post(client, account, "/person/create", name="a", face_id=[a1])["person_id"]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
-    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
-    ok = post(
+    person = call(client, account, "/person/create", name="a", face_id=[a1])["person_id"]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    group = call(client, account, "/group/create", name="g", person_id=person)["group_id"]
+    ok = call(
         client,
         account,
         "/face/training",
@@ -253,8 +245,8 @@ def test_training_checks_every_id(
         ("faceset_id", "INVALID_FACESET"),
         ("group_id", "INVALID_GROUP"),
     ]:
-        assert post(client, account, "/face/training", **{key: [unknown]})["status"] == status
-    assert post(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
+        assert call(client, account, "/face/training", **{key: [unknown]})["status"] == status
+    assert call(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
 
 
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
@@ -266,18 +258,18 @@ def test_an_unreadable_snapshot_is_rebuilt_from_the_store(
     tmp_path: Path,
 ) -> None:
     a1, a2, _ = next(iter(people.values()))
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
-    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    assert call(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
     (snapshot,) = (tmp_path / "data" / "index").glob("faceset-*.faiss")
     data = snapshot.read_bytes()
     snapshot.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"\x00" * 4096)
     get_registry.cache_clear()  # as after a restart
 
-    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=2)
+    body = call(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=2)
     assert body["_code"] == 200
     assert [c["face_id"] for c in body["candidates"]] == [a2, a1]
     assert not snapshot.exists(), "the damaged snapshot is dropped"
-    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    assert call(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
     assert snapshot.exists()
 
 
@@ -288,14 +280,14 @@ def test_operator_index_settings_win_over_a_snapshot(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     faces = [face for trio in people.values() for face in trio[:2]]
-    faceset = post(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
-    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    faceset = call(client, account, "/faceset/create", name="fs", face_id=faces)["faceset_id"]
+    assert call(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
     monkeypatch.setenv("FACESRV_EXACT_INDEX_MAX", "0")
     monkeypatch.setenv("FACESRV_INDEX_RERANK", "3")
     get_settings.cache_clear()
     get_registry.cache_clear()  # as after a restart with new settings
 
-    body = post(client, account, "/face/search", face_id=faces[2], faceset_id=faceset, top=2)
+    body = call(client, account, "/face/search", face_id=faces[2], faceset_id=faceset, top=2)
     assert [c["face_id"] for c in body["candidates"]] == [faces[2], faces[3]]
     (index,) = get_registry()._indexes.values()
     assert (index.kind, index.rerank) == (HAMMING, 3)
@@ -317,10 +309,10 @@ def test_a_cold_load_blocks_no_search_of_another_collection(
     account and of another, must still be answered meanwhile."""
     faces = [face for trio in people.values() for face in trio]
     other = make_account()
-    other_face = detect(client, other, next(iter(celeba_identities().values()))[0])
-    cold = post(client, account, "/faceset/create", name="cold", face_id=faces[:6])["faceset_id"]
-    warm = post(client, account, "/faceset/create", name="warm", face_id=faces[6:])["faceset_id"]
-    elsewhere = post(client, other, "/faceset/create", name="x", face_id=other_face)["faceset_id"]
+    other_face = detect_face(client, other, next(iter(celeba_identities().values()))[0])
+    cold = call(client, account, "/faceset/create", name="cold", face_id=faces[:6])["faceset_id"]
+    warm = call(client, account, "/faceset/create", name="warm", face_id=faces[6:])["faceset_id"]
+    elsewhere = call(client, other, "/faceset/create", name="x", face_id=other_face)["faceset_id"]
     own, stranger = _account_id(account), _account_id(other)
     registry = IndexRegistry(tmp_path / "worker", exact_max=50_000)
     searches = [(own, _faceset_row_id(warm)), (stranger, _faceset_row_id(elsewhere))]
@@ -372,7 +364,7 @@ def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
 ) -> None:
     """Another worker's index, loaded before changes it never replayed were pruned."""
     (a1, a2, _), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
     other_worker = IndexRegistry(tmp_path / "other-worker", exact_max=50_000)
     with session_scope() as db:
         row = db.scalar(select(Faceset).where(Faceset.public_id == faceset))
@@ -380,11 +372,11 @@ def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
         account_id, faceset_row = row.account_id, row.id
         assert len(other_worker.get(db, account_id, "faceset", faceset_row)) == 1
     assert (
-        post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2, b1])["status"]
+        call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2, b1])["status"]
         == "OK"
     )
     assert (
-        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
+        call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
         == "OK"
     )
     _prune_everything(account)
@@ -400,21 +392,21 @@ def test_a_snapshot_older_than_the_pruned_log_is_rebuilt(
     client: TestClient, account: Credentials, people: dict[str, list[str]], tmp_path: Path
 ) -> None:
     (a1, a2, _), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, b1])["faceset_id"]
-    assert post(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, b1])["faceset_id"]
+    assert call(client, account, "/face/training", faceset_id=faceset)["status"] == "OK"
     (snapshot,) = (tmp_path / "data" / "index").glob("faceset-*.faiss")
     assert (
-        post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2])["status"]
+        call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2])["status"]
         == "OK"
     )
     assert (
-        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[b1])["status"]
+        call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[b1])["status"]
         == "OK"
     )
     _prune_everything(account)
     get_registry.cache_clear()  # as after a restart
 
-    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
+    body = call(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
     assert [c["face_id"] for c in body["candidates"]] == [a2, a1]
     assert not snapshot.exists(), "the outdated snapshot is dropped"
 
@@ -427,9 +419,9 @@ def _faceset_and_group(
     Returns the four face ids, the faceset, the person and the group; four "add" log rows.
     """
     (a1, a2, a3), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
-    person = post(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
-    group = post(client, account, "/group/create", name="g", person_id=person)["group_id"]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, a2, a3])["faceset_id"]
+    person = call(client, account, "/person/create", name="p", face_id=[b1])["person_id"]
+    group = call(client, account, "/group/create", name="g", person_id=person)["group_id"]
     return [a1, a2, a3, b1], faceset, person, group
 
 
@@ -460,9 +452,9 @@ def test_pruning_keeps_recent_rows_and_one_marker_per_collection(
     assert log() == [(ChangeOp.PRUNED, 2)]  # the faceset's and the group's
     prune_change_log()  # nothing new: the markers stay as they are
     assert log() == [(ChangeOp.PRUNED, 2)]
-    body = post(client, account, "/face/search", face_id=a1, faceset_id=faceset, top=3)
+    body = call(client, account, "/face/search", face_id=a1, faceset_id=faceset, top=3)
     assert [c["face_id"] for c in body["candidates"]][0] == a1
-    body = post(client, account, "/face/identification", face_id=b1, group_id=group)
+    body = call(client, account, "/face/identification", face_id=b1, group_id=group)
     assert [c["person_id"] for c in body["candidates"]] == [person]
 
 
@@ -502,7 +494,7 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
 ) -> None:
     (a1, a2, a3, _), faceset, _, _ = _faceset_and_group(client, account, people)
     assert (
-        post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
+        call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])["status"]
         == "OK"
     )
     account_id = _account_id(account)
@@ -535,7 +527,7 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
     assert prune_account_log(account_id, week_ago, batch=2) == 1
     assert sorted(markers()) == sorted([(of_faceset, seqs[4]), (of_group, seqs[3])])
     assert prune_account_log(account_id, week_ago, batch=2) == 0
-    body = post(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
+    body = call(client, account, "/face/search", face_id=a2, faceset_id=faceset, top=3)
     assert [c["face_id"] for c in body["candidates"]] == [a2, a3]
 
 
@@ -547,15 +539,15 @@ def test_a_prune_pass_reads_the_log_through_its_indexes(
 ) -> None:
     """Pruning must not read the whole log: it runs beside requests, and partly under their lock."""
     (a1, a2, a3), (b1, *_) = list(people.values())[:2]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
-    post(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a3, b1])
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, a2])["faceset_id"]
+    call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a3, b1])
     account_id = _account_id(account)
     _age_log(account_id, _log_of(account_id)[-1].seq)
     engine = engine_for(configured)
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     with statements_on(engine, "index_changes") as first:
         assert prune_account_log(account_id, tomorrow, batch=3) == 4
-    post(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])
+    call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])
     _age_log(account_id, _log_of(account_id)[-1].seq)
     with statements_on(engine, "index_changes") as second:
         assert prune_account_log(account_id, tomorrow, batch=3) == 1  # replaces the marker
@@ -571,19 +563,19 @@ def test_accounts_do_not_see_each_other(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     a1, a2, _ = next(iter(people.values()))
-    faceset = post(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
     other = make_account()
-    mine = detect(client, other, next(iter(celeba_identities().values()))[0])
+    mine = detect_face(client, other, next(iter(celeba_identities().values()))[0])
     assert (
-        post(client, other, "/face/verification", face_id=mine, face2_id=a1)["status"]
+        call(client, other, "/face/verification", face_id=mine, face2_id=a1)["status"]
         == "INVALID_FACE2"
     )
     assert (
-        post(client, other, "/face/search", face_id=mine, faceset_id=faceset)["status"]
+        call(client, other, "/face/search", face_id=mine, faceset_id=faceset)["status"]
         == "INVALID_FACESET"
     )
     assert (
-        post(client, other, "/face/search", face_id=a2, face_ids=[mine])["status"] == "INVALID_FACE"
+        call(client, other, "/face/search", face_id=a2, face_ids=[mine])["status"] == "INVALID_FACE"
     )
 
 
@@ -601,7 +593,7 @@ def test_async_is_opt_in_and_returns_the_synchronous_body(
     client: TestClient, account: Credentials, people: dict[str, list[str]]
 ) -> None:
     a1, a2, _ = next(iter(people.values()))
-    sync = post(client, account, "/face/verification", face_id=a1, face2_id=a2)
+    sync = call(client, account, "/face/verification", face_id=a1, face2_id=a2)
     assert sync["_code"] == 200
     response = client.post(
         "/face/verification", json={**account.query, "face_id": a1, "face2_id": a2, "async": 1}
@@ -644,7 +636,7 @@ def test_operator_threshold_makes_big_calls_async(
     from app.config import get_settings
 
     faces = [face for trio in people.values() for face in trio]
-    faceset = post(client, account, "/faceset/create", name="f", face_id=faces)["faceset_id"]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=faces)["faceset_id"]
     monkeypatch.setenv("FACESRV_ASYNC_THRESHOLD", "5")
     get_settings.cache_clear()
     response = client.post(

@@ -9,15 +9,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from app.db.models import Task
 from app.db.session import session_scope
 from app.services import tasks
-from tests.conftest import Credentials, make_account
-from tests.photos import celeba_bytes, celeba_identities
+from tests.conftest import make_account
+from tests.photos import celeba_identities
 from tests.servers import Server
+from tests.utils.api import detect_face, post
 
 pytestmark = pytest.mark.slow
 
@@ -38,59 +38,49 @@ def two_servers(configured: str, tmp_path: Path) -> Iterator[tuple[Server, Serve
         second.stop()
 
 
-def _detect(client: httpx.Client, creds: Credentials, image: str) -> str:
-    response = client.post(
-        "/face/detection", params=creds.query, files={"file": celeba_bytes(image)}
-    )
-    assert response.status_code == 200, response.text
-    return response.json()["faces"][0]["face_id"]
-
-
-def _post(client: httpx.Client, creds: Credentials, path: str, **body: object) -> dict:
-    return client.post(path, json={**creds.query, **body}).json()
-
-
 def test_a_face_added_in_one_worker_is_found_at_once_in_another(
     two_servers: tuple[Server, Server], configured: str
 ) -> None:
     creds = make_account()
     first, second = (server.client() for server in two_servers)
     identities = list(celeba_identities().values())
-    faces = [_detect(first, creds, images[0]) for images in identities[:6]]
-    probes = [_detect(first, creds, images[1]) for images in identities[:6]]
-    faceset = _post(first, creds, "/faceset/create", name="fs", face_id=faces[:1])["faceset_id"]
+    faces = [detect_face(first, creds, images[0]) for images in identities[:6]]
+    probes = [detect_face(first, creds, images[1]) for images in identities[:6]]
+    faceset = post(first, "/faceset/create", creds, name="fs", face_id=faces[:1]).json()[
+        "faceset_id"
+    ]
     # Load the index in the second worker, then change the faceset through the first.
     assert (
-        _post(second, creds, "/face/search", face_id=probes[0], faceset_id=faceset)["candidates"][
-            0
-        ]["face_id"]
+        post(second, "/face/search", creds, face_id=probes[0], faceset_id=faceset).json()[
+            "candidates"
+        ][0]["face_id"]
         == faces[0]
     )
     for face, probe in zip(faces[1:], probes[1:], strict=True):
         assert (
-            _post(first, creds, "/faceset/add_face", faceset_id=faceset, face_id=face)[
+            post(first, "/faceset/add_face", creds, faceset_id=faceset, face_id=face).json()[
                 "added_count"
             ]
             == 1
         )
-        found = _post(second, creds, "/face/search", face_id=probe, faceset_id=faceset, top=1)
+        found = post(second, "/face/search", creds, face_id=probe, faceset_id=faceset, top=1).json()
         assert found["candidates"][0]["face_id"] == face
     # Removal through the second is seen by the first at once.
-    _post(first, creds, "/face/search", face_id=probes[2], faceset_id=faceset)
-    _post(second, creds, "/faceset/remove_face", faceset_id=faceset, face_id=faces[2])
-    after = _post(first, creds, "/face/search", face_id=probes[2], faceset_id=faceset, top=10)
+    post(first, "/face/search", creds, face_id=probes[2], faceset_id=faceset).json()
+    post(second, "/faceset/remove_face", creds, faceset_id=faceset, face_id=faces[2]).json()
+    after = post(first, "/face/search", creds, face_id=probes[2], faceset_id=faceset, top=10).json()
     assert faces[2] not in [c["face_id"] for c in after["candidates"]]
     # Groups follow person changes made elsewhere too.
-    person = _post(first, creds, "/person/create", name="p", face_id=faces[3])["person_id"]
-    group = _post(first, creds, "/group/create", name="g", person_id=person)["group_id"]
+    person = post(first, "/person/create", creds, name="p", face_id=faces[3]).json()["person_id"]
+    group = post(first, "/group/create", creds, name="g", person_id=person).json()["group_id"]
     assert (
-        _post(second, creds, "/face/identification", face_id=probes[4], group_id=group)[
+        post(second, "/face/identification", creds, face_id=probes[4], group_id=group).json()[
             "candidates"
         ]
         == []
     )
-    _post(first, creds, "/person/add_face", person_id=person, face_id=faces[4])
-    found = _post(second, creds, "/face/identification", face_id=probes[4], group_id=group)
+    post(first, "/person/add_face", creds, person_id=person, face_id=faces[4]).json()
+    found = post(second, "/face/identification", creds, face_id=probes[4], group_id=group).json()
     assert [c["person_id"] for c in found["candidates"]] == [person]
 
 
@@ -136,8 +126,10 @@ def test_async_flow_survives_a_kill(configured: str, tmp_path: Path) -> None:
     try:
         with server.client() as client:
             identities = list(celeba_identities().values())
-            faces = [_detect(client, creds, images[0]) for images in identities[:8]]
-            faceset = _post(client, creds, "/faceset/create", name="f", face_id=faces)["faceset_id"]
+            faces = [detect_face(client, creds, images[0]) for images in identities[:8]]
+            faceset = post(client, "/faceset/create", creds, name="f", face_id=faces).json()[
+                "faceset_id"
+            ]
             for face in faces:
                 response = client.post(
                     "/face/search",
@@ -187,21 +179,25 @@ def test_index_snapshot_is_used_after_restart(configured: str, tmp_path: Path) -
     try:
         with server.client() as client:
             identities = list(celeba_identities().values())
-            faces = [_detect(client, creds, images[0]) for images in identities[:4]]
-            probe = _detect(client, creds, identities[1][1])
-            faceset = _post(client, creds, "/faceset/create", name="f", face_id=faces[:3])[
+            faces = [detect_face(client, creds, images[0]) for images in identities[:4]]
+            probe = detect_face(client, creds, identities[1][1])
+            faceset = post(client, "/faceset/create", creds, name="f", face_id=faces[:3]).json()[
                 "faceset_id"
             ]
-            assert _post(client, creds, "/face/training", faceset_id=faceset)["status"] == "OK"
+            assert (
+                post(client, "/face/training", creds, faceset_id=faceset).json()["status"] == "OK"
+            )
             snapshots = list((data_dir / "index").glob("faceset-*.faiss"))
             assert len(snapshots) == 1
             # A change after the snapshot must survive the restart through the log replay.
-            _post(client, creds, "/faceset/remove_face", faceset_id=faceset, face_id=faces[1])
-            _post(client, creds, "/faceset/add_face", faceset_id=faceset, face_id=faces[3])
+            post(client, "/faceset/remove_face", creds, faceset_id=faceset, face_id=faces[1]).json()
+            post(client, "/faceset/add_face", creds, faceset_id=faceset, face_id=faces[3]).json()
         server.stop()
         server = Server(configured, data_dir)
         with server.client() as client:
-            found = _post(client, creds, "/face/search", face_id=probe, faceset_id=faceset, top=10)
+            found = post(
+                client, "/face/search", creds, face_id=probe, faceset_id=faceset, top=10
+            ).json()
             ids = [c["face_id"] for c in found["candidates"]]
             assert faces[1] not in ids
             assert set(ids) == {faces[0], faces[2], faces[3]}
