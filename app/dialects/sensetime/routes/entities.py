@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter
 
-from app.api.deps import Caller, CallerDep
 from app.api.params import Params
 from app.api.routing import get_or_post
+from app.dialects.sensetime.auth import Caller, CallerDep
 from app.errors import bad_request
 from app.services import membership
 from app.services.membership import FACESETS, GROUPS, PERSONS, KindSpec, MembershipResult

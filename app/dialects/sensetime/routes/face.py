@@ -7,10 +7,10 @@ from functools import partial
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import CallerDep
 from app.api.pools import get_pools
 from app.db.models import Account
 from app.db.session import session_scope
+from app.dialects.sensetime.auth import CallerDep
 from app.dialects.sensetime.presenters import detection_face
 from app.services import detection
 from app.services.detection import Analysis, Detection

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import CallerDep
 from app.api.routing import get_or_post
 from app.db.models import Image, as_utc
 from app.db.session import session_scope
+from app.dialects.sensetime.auth import CallerDep
 from app.dialects.sensetime.presenters import info_face, info_image
 from app.domain import TaskStatus
 from app.errors import bad_request

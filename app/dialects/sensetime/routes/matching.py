@@ -16,12 +16,12 @@ from functools import partial
 
 from fastapi import APIRouter
 
-from app.api.deps import Caller, CallerDep
 from app.api.pools import get_pools
 from app.api.responses import ApiResponse
 from app.config import get_settings
 from app.db.models import Account
 from app.db.session import session_scope
+from app.dialects.sensetime.auth import Caller, CallerDep
 from app.domain import TaskStatus
 from app.errors import invalid_argument
 from app.services import matching, tasks

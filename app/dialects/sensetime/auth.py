@@ -1,0 +1,68 @@
+"""SenseTime authentication: `api_id` and `api_secret`, sent as they are, checked against a hash.
+
+Credentials in the query string (what the seed recommends, and most clients do) are checked
+before the body is read, so an unauthenticated caller cannot make the server hold its upload.
+Bodies that must be read to find the credentials are read under a bound per worker, shared
+fairly between client addresses; every body has a read deadline (FACESRV_BODY_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import admit, client_address
+from app.api.params import Params
+from app.api.pools import get_pools
+from app.config import get_settings
+from app.db.models import Account
+from app.domain import Dialect
+from app.errors import ApiError
+from app.services import credentials
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling and with what: what every SenseTime route needs."""
+
+    account: Account
+    params: Params
+
+
+def check_credentials(request: Request, api_id: str | None, api_secret: str | None) -> Account:
+    if not api_id or not api_secret:
+        raise ApiError(401, "UNAUTHORIZED", "missing api_id or api_secret")
+
+    def verify(db: Session) -> Account | None:
+        credential = credentials.find(db, Dialect.SENSETIME, api_id)
+        if credential is None or not credentials.secret_matches(credential, api_secret):
+            return None
+        return db.get(Account, credential.account_id)
+
+    return admit(request, api_id, verify)
+
+
+async def authenticate(request: Request) -> Caller:
+    """Authenticate from the query string when the credentials are there, else from the body."""
+    timeout_s = get_settings().body_timeout_s
+    params = Params.from_query(request)
+    api_id, api_secret = params.credentials()
+    if api_id and api_secret:
+        account = await run_in_threadpool(check_credentials, request, api_id, api_secret)
+        return Caller(account=account, params=await params.with_body(request, timeout_s))
+    reads = get_pools().unauthenticated_reads
+    try:
+        async with reads.held(client_address(request), wait_s=timeout_s):
+            params = await params.with_body(request, timeout_s)
+    except TimeoutError:
+        raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
+    api_id, api_secret = params.credentials()
+    account = await run_in_threadpool(check_credentials, request, api_id, api_secret)
+    return Caller(account=account, params=params)
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
