@@ -22,12 +22,11 @@ from PIL import Image
 
 from app.config import get_settings
 from tests.conftest import Credentials
-from tests.utils.api import fails, literal_ok
+from tests.utils.api import HEX32, fails, literal_ok
 from tests.utils.detection import (
     ATTRIBUTE_KEYS,
     EMOTION_KEYS,
     FACE_KEYS,
-    HEX_ID,
     MUST_SPECIFY,
     TOP_KEYS,
     celeba_photo,
@@ -80,7 +79,7 @@ def test_one_face_photo_has_the_seed_shape(client: TestClient, account: Credenti
     response = detect(client, account, data)
     body = literal_ok(response)
     assert list(body) == TOP_KEYS
-    assert HEX_ID.match(body["image_id"]) and HEX_ID.match(body["request_id"])
+    assert HEX32.match(body["image_id"]) and HEX32.match(body["request_id"])
     assert (body["width"], body["height"]) == (width, height)
     assert is_int(body["width"]) and is_int(body["height"])
     (face,) = body["faces"]

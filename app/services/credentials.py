@@ -146,14 +146,23 @@ def rotate_secret(db: Session, credential: Credential, secret: str | None = None
     return secret
 
 
-# Built once: SenseTime authentication runs it on every request.
-_BY_KEY = select(Credential).where(
-    Credential.dialect == bindparam("dialect"), Credential.key_id == bindparam("key_id")
+def find(db: Session, dialect: Dialect, key_id: str) -> Credential | None:
+    query = select(Credential).where(Credential.dialect == dialect, Credential.key_id == key_id)
+    return db.scalar(query)
+
+
+# Built once: authentication runs it on every request, one query for the credential and account.
+_OPENED_BY = (
+    select(Credential, Account)
+    .join(Account, Account.id == Credential.account_id)
+    .where(Credential.dialect == bindparam("dialect"), Credential.key_id == bindparam("key_id"))
 )
 
 
-def find(db: Session, dialect: Dialect, key_id: str) -> Credential | None:
-    return db.scalar(_BY_KEY, {"dialect": dialect.value, "key_id": key_id})
+def opened_by(db: Session, dialect: Dialect, key_id: str) -> tuple[Credential, Account] | None:
+    """The credential with this key id and the account it opens, if any."""
+    row = db.execute(_OPENED_BY, {"dialect": dialect.value, "key_id": key_id}).first()
+    return None if row is None else (row[0], row[1])
 
 
 def of_account(db: Session, account_id: int) -> list[Credential]:

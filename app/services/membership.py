@@ -210,7 +210,6 @@ GROUPS = KindSpec(Kind.GROUP, Group, GROUP_PERSONS, "INVALID_GROUP", "groups", "
 FACESETS = KindSpec(
     Kind.FACESET, Faceset, FACESET_FACES, "INVALID_FACESET", "facesets", "faces_per_faceset"
 )
-SPECS = {spec.kind: spec for spec in (PERSONS, GROUPS, FACESETS)}
 
 
 @dataclass(frozen=True)

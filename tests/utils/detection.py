@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,10 +17,10 @@ from app.db.models import Face
 from app.db.models import Image as ImageRow
 from app.db.session import session_scope
 from tests.conftest import SHARED_DATA, Credentials
+from tests.utils.api import HEX32
 
 CELEBA_IMAGES = SHARED_DATA / "celeba-dev" / "images"
 ONE_FACE = "000724.jpg"  # a one-face CelebA dev photo
-HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 TOP_KEYS = ["image_id", "width", "height", "faces", "status", "request_id"]
 FACE_KEYS = ["face_id", "rect", "eye_dist", "landmarks21"]
 RECT_KEYS = ["left", "top", "right", "bottom"]
@@ -117,7 +116,7 @@ def is_number(value: object) -> bool:
 
 def check_detection_face(face: dict, width: int, height: int) -> None:
     """The seed's per-face types and a box that lies in the image with landmarks inside it."""
-    assert HEX_ID.match(face["face_id"])
+    assert HEX32.match(face["face_id"])
     rect = face["rect"]
     assert list(rect) == RECT_KEYS
     assert all(is_int(value) for value in rect.values()), rect

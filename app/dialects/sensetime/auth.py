@@ -38,10 +38,10 @@ def check_credentials(request: Request, api_id: str | None, api_secret: str | No
         raise ApiError(401, "UNAUTHORIZED", "missing api_id or api_secret")
 
     def verify(db: Session) -> Account | None:
-        credential = credentials.find(db, Dialect.SENSETIME, api_id)
-        if credential is None or not credentials.secret_matches(credential, api_secret):
+        found = credentials.opened_by(db, Dialect.SENSETIME, api_id)
+        if found is None or not credentials.secret_matches(found[0], api_secret):
             return None
-        return db.get(Account, credential.account_id)
+        return found[1]
 
     return admit(request, api_id, verify)
 
