@@ -41,13 +41,19 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def admit(request: Request, key_id: str, verify: Callable[[Session], Account | None]) -> Account:
+def admit(
+    request: Request,
+    key_id: str,
+    verify: Callable[[Session], Account | None],
+    refused: str = "invalid credentials",
+) -> Account:
     """What every dialect's authentication shares, around its own check `verify`.
 
     Failed attempts are counted per client address and key id (app.services.ratelimit); while
     either is over its limit every attempt is refused before `verify` runs. `verify` returns the
     account its credential opens, or None; then come expiry, the rate limit (failed calls
-    counted too) and the endpoint permission.
+    counted too) and the endpoint permission. `refused` is the 401 reason, in the words of the
+    dialect's own credentials.
     """
     limiter = get_limiter()
     failure_limit = RateLimit.parse(get_settings().auth_failure_limit)
@@ -64,7 +70,7 @@ def admit(request: Request, key_id: str, verify: Callable[[Session], Account | N
         if account is None:
             limiter.record_failure(db, keys, failure_limit)
     if account is None:
-        raise ApiError(401, "UNAUTHORIZED", "invalid credentials")
+        raise ApiError(401, "UNAUTHORIZED", refused)
     if account.expires_at is not None:
         expires_at = as_utc(account.expires_at)
         if expires_at <= datetime.now(UTC):

@@ -43,7 +43,7 @@ def check_credentials(request: Request, api_id: str | None, api_secret: str | No
             return None
         return found[1]
 
-    return admit(request, api_id, verify)
+    return admit(request, api_id, verify, refused="invalid api_id or api_secret")
 
 
 async def authenticate(request: Request) -> Caller:
