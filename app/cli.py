@@ -130,11 +130,8 @@ def cmd_credential_add(args: argparse.Namespace) -> int:
         issued = credentials.add_credential(
             db, account, Dialect(args.dialect), args.key_id, args.secret, attributes
         )
-        print(
-            json.dumps(
-                {"dialect": issued.dialect.value, "key_id": issued.key_id, "secret": issued.secret}
-            )
-        )
+        shown = {"dialect": issued.dialect.value, "key_id": issued.key_id, "secret": issued.secret}
+        print(json.dumps({**shown, **issued.attributes}))
     return 0
 
 

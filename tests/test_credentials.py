@@ -82,7 +82,9 @@ def test_a_sealed_signing_key_is_unreadable_without_the_server_key(
         capsys, "account", "credential", "add", created["api_id"], "--dialect", "tencent",
         "--key-id", KEPT_ID, "--secret", KEPT_SECRET, "--attribute", "app_id=1251000000",
     )  # fmt: skip
-    assert code == 0 and issued == {"dialect": "tencent", "key_id": KEPT_ID, "secret": KEPT_SECRET}
+    assert code == 0 and issued == {
+        "dialect": "tencent", "key_id": KEPT_ID, "secret": KEPT_SECRET, "app_id": "1251000000"
+    }  # fmt: skip
     _, listed = _run(capsys, "account", "credential", "list", created["api_id"])
     assert [(row["dialect"], row["key_id"]) for row in listed] == [
         ("sensetime", created["api_id"]),

@@ -41,6 +41,14 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
+class Refused(Exception):  # noqa: N818 - a refusal, not a fault
+    """Raised by a `verify` callback: the credential does not open, and this is what to say."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.reason or error.status)
+        self.error = error
+
+
 def admit(
     request: Request,
     key_id: str,
@@ -51,9 +59,10 @@ def admit(
 
     Failed attempts are counted per client address and key id (app.services.ratelimit); while
     either is over its limit every attempt is refused before `verify` runs. `verify` returns the
-    account its credential opens, or None; then come expiry, the rate limit (failed calls
-    counted too) and the endpoint permission. `refused` is the 401 reason, in the words of the
-    dialect's own credentials.
+    account its credential opens, or None (`refused` is then the 401 reason, in the words of the
+    dialect's own credentials), or raises `Refused` with the dialect's own error; either counts
+    as a failure. Then come expiry, the rate limit (failed calls counted too) and the endpoint
+    permission.
     """
     limiter = get_limiter()
     failure_limit = RateLimit.parse(get_settings().auth_failure_limit)
@@ -64,13 +73,17 @@ def admit(
             request.state.rate_headers = {"Retry-After": str(retry_after)}
             reason = "too many failed authentications from this address or for this key"
             raise ApiError(403, "RATE_LIMIT_EXCEEDED", reason)
-        account = verify(db)
+        failure = ApiError(401, "UNAUTHORIZED", refused)
+        try:
+            account = verify(db)
+        except Refused as refusal:
+            account, failure = None, refusal.error
         if account is not None and account.disabled:
             account = None
         if account is None:
             limiter.record_failure(db, keys, failure_limit)
     if account is None:
-        raise ApiError(401, "UNAUTHORIZED", refused)
+        raise failure
     if account.expires_at is not None:
         expires_at = as_utc(account.expires_at)
         if expires_at <= datetime.now(UTC):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 from urllib.parse import parse_qsl
@@ -38,8 +39,10 @@ MAX_USER_DATA_CHARS = 16_384
 # encoder can write them): refused in every text value, credentials included.
 _UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
 
-# The only multipart field that carries image bytes; every other part is text.
+# SenseTime's only multipart field that carries image bytes; every other part is text. Other
+# dialects name their own (`with_body(image_field=...)`).
 IMAGE_FIELDS = frozenset({"file"})
+ImageField = Callable[[str], bool]
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _TRUE = frozenset({"1", "true"})
@@ -147,7 +150,7 @@ def _split_part(part: bytes) -> tuple[dict[str, str], bytes]:
 
 
 def _parse_multipart(
-    body: bytes, content_type: str
+    body: bytes, content_type: str, image_field: ImageField = IMAGE_FIELDS.__contains__
 ) -> tuple[dict[str, list[Raw]], dict[str, list[bytes]]]:
     """Split a multipart/form-data body into text values and the image part(s).
 
@@ -180,7 +183,7 @@ def _parse_multipart(
         name = _header_params(headers.get("content-disposition", ""))[1].get("name")
         if not name:
             raise invalid_argument("malformed multipart body: part without a field name")
-        if name in IMAGE_FIELDS:
+        if image_field(name):
             images.setdefault(name, []).append(content)
         else:
             _add(values, name, content)
@@ -207,6 +210,15 @@ def _bounded(name: str, value: str | None, max_chars: int) -> str | None:
     return value
 
 
+def _numbered(name: str, keys: Iterable[str]) -> list[str]:
+    """The keys `name[0]`, `name[1]`, ... among `keys`, in index order."""
+    indexes = {key: key[len(name) + 1 : -1] for key in keys if key.startswith(f"{name}[")}
+    found = [
+        (int(index), key) for key, index in indexes.items() if key.endswith("]") and index.isdigit()
+    ]
+    return [key for _, key in sorted(found)]
+
+
 def _argument(name: str, problem: str) -> ApiError:
     return invalid_argument(f"argument '{name}': {problem}")
 
@@ -231,8 +243,14 @@ class Params:
         """Read and merge the query string and whatever body encoding the client chose."""
         return await cls.from_query(request).with_body(request, body_timeout_s)
 
-    async def with_body(self, request: Request, timeout_s: float | None = None) -> Params:
-        """These (query) parameters merged with the body's, which win per name."""
+    async def with_body(
+        self,
+        request: Request,
+        timeout_s: float | None = None,
+        image_field: ImageField = IMAGE_FIELDS.__contains__,
+    ) -> Params:
+        """These (query) parameters merged with the body's, which win per name; multipart parts
+        that `image_field` names are kept as image bytes."""
         body = await _read_body(request, timeout_s)
         body_values: dict[str, list[Raw]] = {}
         images: dict[str, list[bytes]] = {}
@@ -240,7 +258,9 @@ class Params:
         if not body.strip():
             pass  # parameters only in the query string, as on many mutation POSTs
         elif media_type == "multipart/form-data":
-            body_values, images = _parse_multipart(body, request.headers["content-type"])
+            body_values, images = _parse_multipart(
+                body, request.headers["content-type"], image_field
+            )
         elif _is_json(media_type, body):
             body_values = _parse_json(body)
         else:
@@ -387,6 +407,29 @@ class Params:
             else:
                 raise _argument(name, "must be a list of ids")
         return result
+
+    def indexed(self, name: str) -> list[str] | None:
+        """A list sent as `name` (a JSON array or one value) or as indexed keys `name[0]`,
+        `name[1]`, ... (how form encoders spell arrays), in index order; None when absent.
+
+        Items are kept as sent (not split on commas, not trimmed): the caller validates them.
+        """
+        items: list[str] = []
+        if name in self.values:
+            for value in self.values[name]:
+                items.extend(self._id_items(name, value))
+        numbered = _numbered(name, self.values)
+        for key in numbered:
+            items.append(self.text(key) or "")
+        if not items and name not in self.values and not numbered:
+            return None
+        if len(items) > MAX_LIST_ITEMS:
+            raise _argument(name, f"more than {MAX_LIST_ITEMS} items")
+        return [_storable(name, item) for item in items]
+
+    def indexed_files(self, name: str) -> list[bytes]:
+        """Image parts `name[0]`, `name[1]`, ... in index order."""
+        return [self.images[key][0] for key in _numbered(name, self.images)]
 
     def file(self, name: str = "file") -> bytes | None:
         """The bytes of the multipart image part `name`, exactly as sent; None when absent."""

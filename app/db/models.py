@@ -124,6 +124,19 @@ class AuthFailureWindow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class SignatureUse(Base):
+    """A signature seen once, kept until it expires: a second use is a replay.
+
+    `key` is a hash of the signature (any length and byte fits); `expires_at` is in epoch
+    seconds, past which the signature is refused as stale anyway and the row can go.
+    """
+
+    __tablename__ = "signature_uses"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
 class Image(Base):
     __tablename__ = "images"
 

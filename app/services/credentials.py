@@ -20,13 +20,14 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import bindparam, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from app.config import get_settings
@@ -49,6 +50,20 @@ class Issued:
     dialect: Dialect
     key_id: str
     secret: str
+    attributes: dict[str, str]
+
+
+def _tencent_app_id() -> str:
+    """A Tencent AppId looks like 1251000000: ten digits."""
+    return str(1_250_000_000 + secrets.randbelow(10_000_000))
+
+
+# What a dialect's credential names besides its key, generated when the operator gives none.
+GENERATED_ATTRIBUTES: dict[Dialect, dict[str, Callable[[], str]]] = {
+    Dialect.TENCENT: {"app_id": _tencent_app_id},
+}
+# Attributes that name a tenant: another account's credential may not carry the same value.
+TENANT_ATTRIBUTES: dict[Dialect, str] = {Dialect.TENCENT: "app_id"}
 
 
 def _load_key(settings_key: str | None, data_dir: Path) -> bytes:
@@ -130,13 +145,28 @@ def add_credential(
     taken = select(Credential.id).where(Credential.dialect == dialect, Credential.key_id == key_id)
     if db.scalar(taken) is not None:
         raise CredentialError(f"a {dialect} credential {key_id!r} already exists")
+    attributes = {name: _checked(name, value) for name, value in (attributes or {}).items()}
+    for name, generate in GENERATED_ATTRIBUTES.get(dialect, {}).items():
+        attributes.setdefault(name, generate())
+    tenant = TENANT_ATTRIBUTES.get(dialect)
+    if tenant is not None:
+        owners = set(db.scalars(credentials_with(dialect, tenant, attributes[tenant])))
+        if owners - {account.id}:
+            raise CredentialError(f"{tenant} {attributes[tenant]!r} belongs to another account")
     credential = Credential(
-        account_id=account.id, dialect=dialect.value, key_id=key_id, attributes=attributes
+        account_id=account.id, dialect=dialect.value, key_id=key_id, attributes=attributes or None
     )
     _set_secret(credential, secret)
     db.add(credential)
     db.flush()
-    return Issued(dialect, key_id, secret)
+    return Issued(dialect, key_id, secret, attributes)
+
+
+def credentials_with(dialect: Dialect, name: str, value: str) -> Select[tuple[int]]:
+    """The accounts whose `dialect` credentials carry attribute `name` = `value`."""
+    return select(Credential.account_id).where(
+        Credential.dialect == dialect, Credential.attributes[name].as_string() == value
+    )
 
 
 def rotate_secret(db: Session, credential: Credential, secret: str | None = None) -> str:

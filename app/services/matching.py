@@ -13,7 +13,7 @@ from app.errors import ApiError, bad_request
 from app.index.vectors import VectorIndex
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
 from app.services.indexes import get_registry
-from app.services.owned import find_owned, normalise_id, owned_persons, usable_faces
+from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
 
 def _vector(face: Face) -> np.ndarray:
@@ -26,10 +26,34 @@ def _query_face(db: Session, account_id: int, public_id: str | None) -> Face:
 
 
 @dataclass(frozen=True)
+class Probe:
+    """What a comparison starts from: an embedding, and the stored face it is, if it is one
+    (a stored face compared with itself scores exactly 1)."""
+
+    vector: np.ndarray
+    face_row: int | None = None
+    public_id: str | None = None
+
+    def confidence(self, row_id: int, cosine: float) -> float:
+        return 1.0 if row_id == self.face_row else get_confidence_map()(cosine)
+
+
+def stored_probe(db: Session, account_id: int, public_id: str | None) -> Probe:
+    """A usable face of the caller's as a probe; INVALID_FACE otherwise."""
+    face = _query_face(db, account_id, public_id)
+    return Probe(_vector(face), face.id, face.public_id)
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The calibrated confidence that two embeddings are of one person."""
+    return get_confidence_map()(float(a @ b))
+
+
+@dataclass(frozen=True)
 class Verification:
     same_person: bool
     confidence: float
-    face_id: str
+    face_id: str | None  # the probe's public id, when it is a stored face
 
 
 def verify_faces(
@@ -46,21 +70,18 @@ def verify_faces(
     return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, face.public_id)
 
 
-def verify_person(
-    db: Session, account: Account, face_id: str | None, person_id: str | None
-) -> Verification:
+def verify_person(db: Session, account: Account, probe: Probe, person: Ref | None) -> Verification:
     """A person scores as its best-matching face: one good enrolment photo is enough."""
-    face = _query_face(db, account.id, face_id)
-    person = find_owned(db, Person, account.id, person_id, "INVALID_PERSON")
-    rows = db.execute(select(Face.id, Face.embedding).where(Face.person_id == person.id)).all()
+    found = find_owned(db, Person, account.id, person, "INVALID_PERSON")
+    rows = db.execute(select(Face.id, Face.embedding).where(Face.person_id == found.id)).all()
     if not rows:
         raise bad_request("EMPTY_PERSON", "the person has no face")
-    if any(row[0] == face.id for row in rows):
+    if any(row[0] == probe.face_row for row in rows):
         confidence = 1.0
     else:
         vectors = np.frombuffer(b"".join(row[1] for row in rows), np.float32).reshape(len(rows), -1)
-        confidence = get_confidence_map()(float((vectors @ _vector(face)).max()))
-    return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, face.public_id)
+        confidence = get_confidence_map()(float((vectors @ probe.vector).max()))
+    return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, probe.public_id)
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,9 @@ class Candidate:
     public_id: str
     confidence: float
     name: str | None = None
+    key: str | None = None  # a person's client-chosen id
+    face_row: int | None = None  # the face that matched (identification: the person's best)
+    user_data: str | None = None  # a person's
 
 
 # Table columns, not ORM attributes: plain rows need no ORM compile state (0.4 -> 0.2 ms).
@@ -82,12 +106,12 @@ def _public_ids(db: Session, face_ids: list[int]) -> dict[int, str]:
 
 
 def _collection_index(
-    db: Session, account_id: int, model: type[Faceset] | type[Group], public_id: str | None
+    db: Session, account_id: int, model: type[Faceset] | type[Group], ref: Ref | None
 ) -> tuple[Faceset | Group, VectorIndex]:
     """The caller's faceset or group and its index; INVALID_* if unknown, EMPTY_* if empty."""
     collection = model.__tablename__.removesuffix("s")  # "faceset" or "group", as in the log
     status = collection.upper()
-    entity = find_owned(db, model, account_id, public_id, f"INVALID_{status}")
+    entity = find_owned(db, model, account_id, ref, f"INVALID_{status}")
     index = get_registry().get(db, account_id, collection, entity.id)
     if len(index) == 0:
         raise bad_request(f"EMPTY_{status}", f"the {collection} has no face")
@@ -95,75 +119,74 @@ def _collection_index(
 
 
 def search_faceset(
-    db: Session, account: Account, face_id: str | None, faceset_id: str, top: int
+    db: Session, account: Account, probe: Probe, faceset: Ref, top: int
 ) -> list[Candidate]:
-    face = _query_face(db, account.id, face_id)
-    _, index = _collection_index(db, account.id, Faceset, faceset_id)
-    scores, ids = index.search(_vector(face)[None, :], top)
+    _, index = _collection_index(db, account.id, Faceset, faceset)
+    scores, ids = index.search(probe.vector[None, :], top)
     hits = [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
     names = _public_ids(db, [i for i, _ in hits])
-    calibrate = get_confidence_map()
     return [
-        Candidate(names[i], 1.0 if i == face.id else calibrate(score))
+        Candidate(names[i], probe.confidence(i, score), face_row=i)
         for i, score in hits
         if i in names
     ]
 
 
 def search_faces(
-    db: Session, account: Account, face_id: str | None, face_ids: list[str], top: int
+    db: Session, account: Account, probe: Probe, face_ids: list[str], top: int
 ) -> list[Candidate]:
     """Search an ad-hoc list: small by nature, so compared exactly without an index."""
-    face = _query_face(db, account.id, face_id)
     if not face_ids:
         raise bad_request("EMPTY_FACESET", "face_ids is empty")
     others = usable_faces(db, account.id, face_ids)
     vectors = np.stack([_vector(other) for other in others])
-    scores = vectors @ _vector(face)
+    scores = vectors @ probe.vector
     order = np.argsort(-scores, kind="stable")[:top]
-    calibrate = get_confidence_map()
     return [
-        Candidate(others[i].public_id, 1.0 if others[i].id == face.id else calibrate(scores[i]))
+        Candidate(
+            others[i].public_id,
+            probe.confidence(others[i].id, float(scores[i])),
+            face_row=others[i].id,
+        )
         for i in order
     ]
 
 
 def identify(
-    db: Session, account: Account, face_id: str | None, group_id: str | None, top: int
-) -> list[Candidate]:
-    """The group's persons most like the face, each scored by its best face, above 0.6 only."""
-    face = _query_face(db, account.id, face_id)
-    group, index = _collection_index(db, account.id, Group, group_id)
+    db: Session, account: Account, probe: Probe, group: Ref | None, top: int
+) -> tuple[list[Candidate], int]:
+    """The group's persons most like the probe, each scored by its best face, above 0.6 only;
+    and how many faces the group's index holds."""
+    found, index = _collection_index(db, account.id, Group, group)
     # Over-fetch faces so that `top` distinct persons survive the per-person grouping.
     faces_per_person = max(1, account.quota_faces_per_person)
-    scores, ids = index.search(
-        _vector(face)[None, :], min(len(index), top * faces_per_person, 1000)
-    )
+    scores, ids = index.search(probe.vector[None, :], min(len(index), top * faces_per_person, 1000))
     threshold = get_confidence_map().cosine_at(SAME_PERSON_CONFIDENCE)
     hits = [
         (int(i), float(s))
         for i, s in zip(ids[0], scores[0], strict=True)
-        if i >= 0 and (s > threshold or i == face.id)
+        if i >= 0 and (s > threshold or i == probe.face_row)
     ]
     owner_rows = db.execute(
-        select(Face.id, Person.public_id, Person.name)
+        select(Face.id, Person.public_id, Person.name, Person.key, Person.user_data)
         .join(Person, Person.id == Face.person_id)
         .join(GroupMember, GroupMember.person_id == Person.id)
-        .where(Face.id.in_([i for i, _ in hits]), GroupMember.group_id == group.id)
+        .where(Face.id.in_([i for i, _ in hits]), GroupMember.group_id == found.id)
     ).all()
-    owners = {row[0]: (row[1], row[2]) for row in owner_rows}
-    calibrate = get_confidence_map()
+    owners = {row[0]: row[1:] for row in owner_rows}
     best: dict[str, Candidate] = {}
     for face_row, score in hits:
         if face_row not in owners:
             continue
-        person_public_id, name = owners[face_row]
-        confidence = 1.0 if face_row == face.id else calibrate(score)
+        person_public_id, name, key, user_data = owners[face_row]
+        confidence = probe.confidence(face_row, score)
         if confidence > SAME_PERSON_CONFIDENCE and (
             person_public_id not in best or confidence > best[person_public_id].confidence
         ):
-            best[person_public_id] = Candidate(person_public_id, confidence, name)
-    return sorted(best.values(), key=lambda c: -c.confidence)[:top]
+            best[person_public_id] = Candidate(
+                person_public_id, confidence, name, key, face_row, user_data
+            )
+    return sorted(best.values(), key=lambda c: -c.confidence)[:top], len(index)
 
 
 def train(

@@ -32,7 +32,7 @@ from app.domain import ChangeOp, Kind
 from app.errors import ApiError, bad_request, invalid_argument
 from app.services import changes
 from app.services.accounts import account_write
-from app.services.owned import find_owned, normalise_id, owned_persons, usable_faces
+from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
 Entity = Person | Group | Faceset
 Member = Face | Person
@@ -40,10 +40,17 @@ Member = Face | Person
 
 @dataclass(frozen=True)
 class MemberRef:
-    """A member as the info endpoints show it: faces have no name."""
+    """A member as the info endpoints show it: faces have no name or key."""
 
+    row_id: int
     public_id: str
     name: str | None = None
+    key: str | None = None
+
+    @property
+    def handle(self) -> str:
+        """Its name at a door with client-chosen ids (see `owned.handle_of`)."""
+        return self.key if self.key is not None else self.public_id
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,8 @@ class PersonFaces:
         return list(db.scalars(select(Face.id).where(Face.person_id == owner_id)))
 
     def listing(self, db: Session, owner_id: int) -> list[MemberRef]:
-        query = select(Face.public_id).where(Face.person_id == owner_id).order_by(Face.id)
-        return [MemberRef(public_id) for public_id in db.scalars(query)]
+        query = select(Face.id, Face.public_id).where(Face.person_id == owner_id).order_by(Face.id)
+        return [MemberRef(row_id, public_id) for row_id, public_id in db.execute(query)]
 
 
 class LinkedMembers:
@@ -177,14 +184,19 @@ class LinkedMembers:
         return list(db.scalars(select(self.member).where(self.owner == owner_id)))
 
     def listing(self, db: Session, owner_id: int) -> list[MemberRef]:
-        name = self.model.name if self.model is Person else null()
+        named = self.model is Person
         query = (
-            select(self.model.public_id, name)
+            select(
+                self.model.id,
+                self.model.public_id,
+                self.model.name if named else null(),
+                self.model.key if named else null(),
+            )
             .join(self.link, self.member == self.model.id)
             .where(self.owner == owner_id)
             .order_by(self.link.added_at, self.model.id)
         )
-        return [MemberRef(public_id, name) for public_id, name in db.execute(query)]
+        return [MemberRef(*row) for row in db.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -219,13 +231,25 @@ class MembershipResult:
     public_id: str
     name: str
     count: int  # members after the change
-    changed: int  # members added or removed by it
+    changed_ids: list[int]  # row ids of the members added or removed by it
+
+    @property
+    def changed(self) -> int:
+        return len(self.changed_ids)
+
+
+class QuotaExceeded(ApiError):
+    """QUOTA_EXCEEDED, naming the quota: dialects with a code per limit tell them apart."""
+
+    def __init__(self, quota: str, limit: int) -> None:
+        super().__init__(400, "QUOTA_EXCEEDED", f"quota '{quota}' exceeded: limit {limit}")
+        self.quota = quota
 
 
 def check_quota(account: Account, name: str, would_have: int) -> None:
     limit = getattr(account, f"quota_{name}")
     if would_have > limit:
-        raise ApiError(400, "QUOTA_EXCEEDED", f"quota '{name}' exceeded: limit {limit}")
+        raise QuotaExceeded(name, limit)
 
 
 def _log(db: Session, account_id: int, deltas: Sequence[Delta]) -> None:
@@ -246,8 +270,9 @@ def _log(db: Session, account_id: int, deltas: Sequence[Delta]) -> None:
 
 def _attach(
     db: Session, account: Account, spec: KindSpec, entity: Entity, members: list[Member]
-) -> tuple[int, int]:
-    """Count against the quota, attach and log; returns (members new, members after).
+) -> tuple[list[int], int]:
+    """Count against the quota, attach and log; returns (row ids of the new members, members
+    after).
 
     Members are counted once: a count reads every member (about 16 ms at a million).
     """
@@ -256,7 +281,7 @@ def _attach(
     after = store.count(db, entity.id) + len(new)
     check_quota(account, spec.member_quota, after)
     _log(db, account.id, store.attach(db, entity.id, new))
-    return len(new), after
+    return [member.id for member in new], after
 
 
 def create(
@@ -293,9 +318,9 @@ def create(
         return entity, len(members)
 
 
-def delete_entity(account: Account, spec: KindSpec, public_id: str | None) -> None:
+def delete_entity(account: Account, spec: KindSpec, ref: Ref | None) -> None:
     with account_write(account.id) as db:
-        entity = find_owned(db, spec.model, account.id, public_id, spec.invalid_status)
+        entity = find_owned(db, spec.model, account.id, ref, spec.invalid_status)
         member_ids = spec.members.all_ids(db, entity.id)
         spec.members.detach(db, entity.id, member_ids)
         if spec.kind is Kind.PERSON:  # its faces leave every group the person was in
@@ -306,32 +331,32 @@ def delete_entity(account: Account, spec: KindSpec, public_id: str | None) -> No
 
 
 def add_members(
-    account: Account, spec: KindSpec, public_id: str | None, member_ids: list[str]
+    account: Account, spec: KindSpec, ref: Ref | None, member_ids: list[str]
 ) -> MembershipResult:
     with account_write(account.id) as db:
-        entity = find_owned(db, spec.model, account.id, public_id, spec.invalid_status)
+        entity = find_owned(db, spec.model, account.id, ref, spec.invalid_status)
         members = spec.members.resolve(db, account.id, member_ids)
         added, after = _attach(db, account, spec, entity, members)
         return MembershipResult(entity.public_id, entity.name, after, added)
 
 
 def remove_members(
-    account: Account, spec: KindSpec, public_id: str | None, member_ids: list[str]
+    account: Account, spec: KindSpec, ref: Ref | None, member_ids: list[str]
 ) -> MembershipResult:
     """Ids that are not members are ignored, as the seed says; expired members can go too."""
     with account_write(account.id) as db:
-        entity = find_owned(db, spec.model, account.id, public_id, spec.invalid_status)
+        entity = find_owned(db, spec.model, account.id, ref, spec.invalid_status)
         gone = spec.members.named(db, entity.id, member_ids)
         spec.members.detach(db, entity.id, gone)
         _log(db, account.id, [Delta(spec.kind, entity.id, gone, ChangeOp.REMOVE)])
         count = spec.members.count(db, entity.id)
-        return MembershipResult(entity.public_id, entity.name, count, len(gone))
+        return MembershipResult(entity.public_id, entity.name, count, gone)
 
 
 def change(
     account: Account,
     spec: KindSpec,
-    public_id: str | None,
+    ref: Ref | None,
     name: str | None,
     user_data: str | None,
 ) -> None:
@@ -339,20 +364,31 @@ def change(
     if name is None and user_data is None:
         raise invalid_argument("must specify 'name' or 'user_data' argument")
     with account_write(account.id) as db:
-        entity = find_owned(db, spec.model, account.id, public_id, spec.invalid_status)
+        entity = find_owned(db, spec.model, account.id, ref, spec.invalid_status)
         if name is not None:
             entity.name = name
         if user_data is not None:
             entity.user_data = user_data
 
 
-def describe(
-    account: Account, spec: KindSpec, public_id: str | None
-) -> tuple[Entity, list[MemberRef]]:
+def describe(account: Account, spec: KindSpec, ref: Ref | None) -> tuple[Entity, list[MemberRef]]:
     """The entity and its members, in the order they joined."""
     with session_scope() as db:
-        entity = find_owned(db, spec.model, account.id, public_id, spec.invalid_status)
+        entity = find_owned(db, spec.model, account.id, ref, spec.invalid_status)
         return entity, spec.members.listing(db, entity.id)
+
+
+def groups_of(account: Account, person_ref: Ref | None) -> list[Group]:
+    """The groups a person is in, in the order it joined them."""
+    with session_scope() as db:
+        person = find_owned(db, Person, account.id, person_ref, PERSONS.invalid_status)
+        query = (
+            select(Group)
+            .join(GroupMember, GroupMember.group_id == Group.id)
+            .where(GroupMember.person_id == person.id)
+            .order_by(GroupMember.added_at, Group.id)
+        )
+        return list(db.scalars(query))
 
 
 def entities(account: Account, spec: KindSpec, limit: int | None, offset: int) -> list[Entity]:

@@ -3,17 +3,37 @@ made-up one."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from app.db.models import Face, Faceset, Group, Person
 from app.errors import bad_request
 
 Entity = TypeVar("Entity", Person, Group, Faceset)
+
+
+@dataclass(frozen=True)
+class Key:
+    """An entity named by a client-chosen id (Tencent's `person_id`, Alibaba's `personId`).
+
+    An entity made through a door without client ids (SenseTime) has no key; such a door finds
+    it by its public id instead, so what one door made the others can use.
+    """
+
+    value: str
+
+
+Ref = str | Key  # a public id, or a key
+
+
+def handle_of(entity: Person | Group | Faceset) -> str:
+    """How a door with client-chosen ids names the entity: its key, else its public id."""
+    return entity.key if entity.key is not None else entity.public_id
 
 
 def normalise_id(public_id: str) -> str:
@@ -31,6 +51,13 @@ def _owned_by_public_id(model: type[Entity]) -> Select[tuple[Entity]]:
     )
 
 
+@cache
+def _owned_by_key(model: type[Entity]) -> Select[tuple[Entity]]:
+    handle = bindparam("handle")
+    named = or_(model.key == handle, and_(model.key.is_(None), model.public_id == handle))
+    return select(model).where(named, model.account_id == bindparam("account_id"))
+
+
 _USABLE_FACES = select(Face).where(
     Face.public_id.in_(bindparam("public_ids", expanding=True)),
     Face.account_id == bindparam("account_id"),
@@ -39,17 +66,23 @@ _USABLE_FACES = select(Face).where(
 
 
 def find_owned(
-    db: Session, model: type[Entity], account_id: int, public_id: str | None, status: str
+    db: Session, model: type[Entity], account_id: int, ref: Ref | None, status: str
 ) -> Entity:
-    """The caller's entity with this id; another account's id is as unknown as a made-up one."""
-    if not public_id:
-        raise bad_request(status, f"{model.__tablename__[:-1]} id is missing")
-    entity = db.scalar(
-        _owned_by_public_id(model),
-        {"public_id": normalise_id(public_id), "account_id": account_id},
-    )
+    """The caller's entity with this public id or key; another account's is as unknown as a
+    made-up one. Keys are case-sensitive, as the vendors that have them treat them."""
+    if isinstance(ref, Key):
+        entity = db.scalar(_owned_by_key(model), {"handle": ref.value, "account_id": account_id})
+        shown = ref.value
+    else:
+        if not ref:
+            raise bad_request(status, f"{model.__tablename__[:-1]} id is missing")
+        entity = db.scalar(
+            _owned_by_public_id(model),
+            {"public_id": normalise_id(ref), "account_id": account_id},
+        )
+        shown = ref
     if entity is None:
-        raise bad_request(status, f"no such id: {public_id}")
+        raise bad_request(status, f"no such id: {shown}")
     return entity
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.db.models import Account, AuthFailureWindow, RateWindow
+from app.db.models import Account, AuthFailureWindow, RateWindow, SignatureUse
 from app.services.accounts import RateLimit
 
 
@@ -56,6 +56,11 @@ class Limiter(Protocol):
         ...
 
     def record_failure(self, session: Session, keys: Sequence[str], limit: RateLimit) -> None: ...
+
+    def first_use(self, session: Session, signature: bytes, expires_at: int) -> bool:
+        """Whether this is the first time `signature` is seen; it is remembered until
+        `expires_at` (epoch seconds), when it goes stale anyway."""
+        ...
 
 
 def failure_keys(address: str, api_id: str | None) -> list[str]:
@@ -102,6 +107,18 @@ def _count_failure(dialect: str) -> Insert:
     return _increment(dialect, AuthFailureWindow.__table__, "key", "failures")
 
 
+@cache
+def _remember_signature(dialect: str) -> Insert:
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    uses = SignatureUse.__table__
+    statement = insert(uses).values(key=bindparam("key"), expires_at=bindparam("expires_at"))
+    return statement.on_conflict_do_nothing(index_elements=[uses.c.key])
+
+
+def _signature_key(signature: bytes) -> str:
+    return hashlib.sha256(signature).hexdigest()
+
+
 class DatabaseLimiter:
     """Counts in the `rate_windows` table with one atomic upsert per call."""
 
@@ -125,6 +142,11 @@ class DatabaseLimiter:
         statement = _count_failure(session.get_bind().dialect.name)
         window_start = window_of(limit, time.time())
         session.execute(statement, [{"key": key, "window_start": window_start} for key in keys])
+
+    def first_use(self, session: Session, signature: bytes, expires_at: int) -> bool:
+        statement = _remember_signature(session.get_bind().dialect.name)
+        parameters = {"key": _signature_key(signature), "expires_at": expires_at}
+        return session.execute(statement, parameters).rowcount == 1
 
 
 class RedisLimiter:
@@ -159,6 +181,16 @@ class RedisLimiter:
             pipe.incr(key)
             pipe.expire(key, limit.seconds + 1)
         pipe.execute()
+
+    def first_use(self, session: Session, signature: bytes, expires_at: int) -> bool:
+        ttl = max(1, expires_at - int(time.time()))
+        key = f"facesrv:signature:{_signature_key(signature)}"
+        return bool(self.client.set(key, 1, nx=True, ex=ttl))
+
+
+def purge_stale_signatures(session: Session) -> int:
+    uses = SignatureUse.__table__
+    return session.execute(delete(uses).where(uses.c.expires_at < int(time.time()))).rowcount
 
 
 def purge_old_failure_windows(session: Session, older_than_s: int = 86_400) -> int:

@@ -17,7 +17,11 @@ from app.config import get_settings
 from app.db.models import Account, Face, FacesetFace, Image
 from app.db.session import session_scope
 from app.services import changes, tasks
-from app.services.ratelimit import purge_old_failure_windows, purge_old_windows
+from app.services.ratelimit import (
+    purge_old_failure_windows,
+    purge_old_windows,
+    purge_stale_signatures,
+)
 
 log = logging.getLogger("facesrv.upkeep")
 
@@ -48,6 +52,7 @@ def purge_expired(since: datetime | None = None, batch: int = PURGE_BATCH) -> No
         tasks.purge(db)
     with session_scope() as db:
         purge_old_failure_windows(db)
+        purge_stale_signatures(db)
     for account_id in _account_ids():
         with session_scope() as db:
             purge_old_windows(db, account_id)

@@ -89,7 +89,8 @@ def run_verification(account: Account, args: dict) -> dict:
         if args.get("face2_id") is not None:
             result = matching.verify_faces(db, account, args["face_id"], args["face2_id"])
             return _verification_body(result, "face2_id", args["face2_id"].strip().lower())
-        result = matching.verify_person(db, account, args["face_id"], args["person_id"])
+        probe = matching.stored_probe(db, account.id, args["face_id"])
+        result = matching.verify_person(db, account, probe, args["person_id"])
         return _verification_body(result, "person_id", args["person_id"].strip().lower())
 
 
@@ -112,14 +113,13 @@ def _search_candidates(candidates: list[Candidate]) -> list[dict]:
 
 def run_search(account: Account, args: dict) -> dict:
     with session_scope() as db:
+        probe = matching.stored_probe(db, account.id, args["face_id"])
         if args["faceset_id"] is not None:
             candidates = matching.search_faceset(
-                db, account, args["face_id"], args["faceset_id"], args["top"]
+                db, account, probe, args["faceset_id"], args["top"]
             )
         else:
-            candidates = matching.search_faces(
-                db, account, args["face_id"], args["face_ids"], args["top"]
-            )
+            candidates = matching.search_faces(db, account, probe, args["face_ids"], args["top"])
         query_id = args["face_id"].strip().lower()
     return {"candidates": _search_candidates(candidates), "face_id": query_id, "status": "OK"}
 
@@ -141,7 +141,8 @@ async def face_search(caller: CallerDep) -> dict | ApiResponse:
 
 def run_identification(account: Account, args: dict) -> dict:
     with session_scope() as db:
-        candidates = matching.identify(db, account, args["face_id"], args["group_id"], args["top"])
+        probe = matching.stored_probe(db, account.id, args["face_id"])
+        candidates, _ = matching.identify(db, account, probe, args["group_id"], args["top"])
     return {
         "candidates": [
             {"person_id": c.public_id, "name": c.name, "confidence": _number(c.confidence)}
