@@ -15,6 +15,7 @@ from app.api.logs import install_redaction
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
 from app.dialects.sensetime.routes import entities, face, info, matching
+from app.dialects.tencent import routes as tencent
 from app.errors import ApiError
 from app.services.detection import get_analyzer
 from app.services.upkeep import Upkeep
@@ -80,4 +81,5 @@ def create_app() -> FastAPI:
     app.include_router(entities.router)
     app.include_router(face.router)
     app.include_router(matching.router)
+    app.include_router(tencent.router)
     return app

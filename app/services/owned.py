@@ -110,3 +110,17 @@ def owned_persons(db: Session, account_id: int, public_ids: list[str]) -> list[P
     if missing:
         raise bad_request("INVALID_PERSON", f"invalid person_id: {', '.join(missing[:5])}")
     return [found[person_id] for person_id in wanted]
+
+
+def held_or_usable_faces(db: Session, account_id: int, row_ids: list[int]) -> list[Face]:
+    """The caller's faces with these row ids that are still valid: unexpired, or kept by the
+    person they joined (an enrolled face outlives the 5 days of a detection)."""
+    if not row_ids:
+        return []
+    query = select(Face).where(
+        Face.id.in_(row_ids),
+        Face.account_id == account_id,
+        or_(Face.person_id.is_not(None), Face.expires_at > datetime.now(UTC)),
+    )
+    found = {face.id: face for face in db.scalars(query)}
+    return [found[row_id] for row_id in dict.fromkeys(row_ids) if row_id in found]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from app.api.pools import get_pools
+from app.api.analysis import analysed
 from app.db.models import Account
 from app.db.session import session_scope
 from app.dialects.sensetime.auth import CallerDep
@@ -33,17 +31,14 @@ async def face_detection(caller: CallerDep) -> dict:
     want_emotions = params.flag("emotions")
     auto_rotate = params.flag("auto_rotate")
     user_data = params.user_data()
-    pools = get_pools()
     source = detection.image_source(params.file("file"), params.text("url"))
-    data = source if isinstance(source, bytes) else await pools.download(account.id, source)
-    analyse = partial(
-        detection.analyse,
-        data,
+    data, analysis = await analysed(
+        account.id,
+        source,
         attributes=want_attributes,
         emotions=want_emotions,
         auto_rotate=auto_rotate,
     )
-    analysis = await pools.inference.run(account.id, analyse)
     result = await run_in_threadpool(_store, account, analysis, data, user_data)
     body: dict = {"image_id": result.image.public_id}
     if result.image.exif_orientation is not None:
