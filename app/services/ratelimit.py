@@ -112,7 +112,7 @@ def _remember_signature(dialect: str) -> Insert:
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     uses = SignatureUse.__table__
     statement = insert(uses).values(key=bindparam("key"), expires_at=bindparam("expires_at"))
-    return statement.on_conflict_do_nothing(index_elements=[uses.c.key])
+    return statement.on_conflict_do_nothing(index_elements=[uses.c.key]).returning(uses.c.key)
 
 
 def _signature_key(signature: bytes) -> str:
@@ -146,7 +146,7 @@ class DatabaseLimiter:
     def first_use(self, session: Session, signature: bytes, expires_at: int) -> bool:
         statement = _remember_signature(session.get_bind().dialect.name)
         parameters = {"key": _signature_key(signature), "expires_at": expires_at}
-        return session.execute(statement, parameters).rowcount == 1
+        return session.execute(statement, parameters).first() is not None
 
 
 class RedisLimiter:
