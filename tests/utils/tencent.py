@@ -12,7 +12,7 @@ import base64
 import hashlib
 import hmac
 import itertools
-import random
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,8 +45,8 @@ def tencent_account(**overrides: object) -> TencentAccount:
     """A new account with a Tencent credential (AppId, SecretId, SecretKey) beside SenseTime's."""
     sensetime = make_account(**overrides)
     serial = next(_serial)
-    app_id = str(1_251_000_000 + random.randrange(10**6) * 100 + serial % 100)
-    secret_id, secret_key = f"AKID{random.randrange(10**12):012d}x{serial}", f"key-{serial}"
+    app_id = str(1_251_000_000 + secrets.randbelow(10**6) * 100 + serial % 100)
+    secret_id, secret_key = f"AKID{secrets.randbelow(10**12):012d}x{serial}", f"key-{serial}"
     with session_scope() as db:
         account = db.query(Account).filter_by(api_id=sensetime.api_id).one()
         credentials.add_credential(
@@ -68,7 +68,7 @@ def sign(
     """The Python SDK's signature (`a, b, k, e, t, r, f`), or the Node SDK's (`u=0`, no `b`)."""
     now = int(time.time()) if now is None else now
     a, k = app_id or account.app_id, secret_id or account.secret_id
-    r = random.randrange(10**9)
+    r = secrets.randbelow(10**9)
     if node:
         plain = f"a={a}&k={k}&e={now + expires_in}&t={now}&r={r}&u=0&f="
     else:
