@@ -132,9 +132,12 @@ def send(http: httpx.Client, request: dict[str, Any]) -> httpx.Response:
         if not files:
             files["x"] = (None, b"")
         return http.request(method, path, files=files)
-    query = [(k, _form_value(v)) for k, v in params.items() if k.startswith("api_")]
+    query = _safe_query([(k, _form_value(v)) for k, v in params.items() if k.startswith("api_")])
+    if len(query) > MAX_QUERY_CHARS:  # too long for httpx's URL: cut, still hostile
+        pairs = [(k, _form_value(v)[:2000]) for k, v in params.items() if k.startswith("api_")]
+        query = _safe_query(pairs)
     body = request["raw"] if file is None else file
-    return http.request(method, path, params=_safe_query(query), content=body, headers=headers)
+    return http.request(method, path, params=query, content=body, headers=headers)
 
 
 def _safe_query(pairs: list[tuple[str, str]]) -> str:

@@ -74,7 +74,8 @@ def send(http: httpx.Client, account: TencentAccount, request: dict[str, Any]) -
         "node": sign(account, node=True),
         "wrong": sign(account, key="wrong"),
         "none": "",
-        "junk": request["junk"].encode("ascii", "ignore").decode().strip(),
+        # What an HTTP library lets through: printable ASCII (httpx refuses CR, LF, NUL).
+        "junk": "".join(ch for ch in request["junk"] if ch.isascii() and ch.isprintable()).strip(),
     }[kind]
     headers = {"Authorization": authorization} if authorization else {}
     params = {"appid": account.app_id, **request["params"]}
