@@ -24,6 +24,12 @@ def celeba_identities() -> dict[str, list[str]]:
     return {identity: sorted(images) for identity, images in sorted(by_identity.items())}
 
 
+def identity_photos(count: int, skip: int = 0) -> list[str]:
+    """`count` photos of one identity: the `skip`-th (from 0) of those that have that many."""
+    matching = [images for images in celeba_identities().values() if len(images) >= count]
+    return matching[skip][:count]
+
+
 @cache
 def celeba_bytes(image: str) -> bytes:
     return (CELEBA / "images" / image).read_bytes()

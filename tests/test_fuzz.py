@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.dialects.sensetime.routes import entities, face, info, matching
 from tests.conftest import Credentials, make_account
 from tests.servers import Server
-from tests.utils.fuzz import HOSTILE_URLS, IMAGES, PHOTO, endpoints, quote, values
+from tests.utils.fuzz import HOSTILE_URLS, IMAGES, PHOTO, endpoints, fuzz_settings, quote, values
 
 pytestmark = pytest.mark.slow
 
@@ -179,13 +179,7 @@ def test_no_hostile_request_gets_a_5xx_or_a_non_json_answer(
     seen: list[int] = []
     with server.client() as http:
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            print_blob=True,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        )
+        @fuzz_settings(EXAMPLES)
         @given(request=requests(creds, known))
         def check(request: dict[str, Any]) -> None:
             response = send(http, request)

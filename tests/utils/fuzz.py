@@ -7,6 +7,7 @@ from urllib.parse import quote as _url_quote
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -17,6 +18,18 @@ def endpoints(*routers: APIRouter) -> list[tuple[str, str]]:
     """(method, path) of every route of a dialect's routers."""
     routes = [route for router in routers for route in router.routes if isinstance(route, APIRoute)]
     return sorted((method, route.path) for route in routes for method in route.methods)
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis as the fuzz tests run it: no deadline (real HTTP), no example database (CI
+    starts clean), the failing example printed so it can be replayed."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 def quote(text: str) -> str:

@@ -14,9 +14,7 @@ import hmac
 import itertools
 import secrets
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,8 +25,7 @@ from app.db.models import Account
 from app.db.session import session_scope
 from app.domain import Dialect
 from app.services import credentials
-from tests.conftest import Credentials, forget_process_state, make_account
-from tests.servers import Server
+from tests.conftest import Credentials, make_account
 
 _serial = itertools.count(1)
 
@@ -110,29 +107,6 @@ def fails(response: httpx.Response, code: int, http: int) -> dict:
     """Assert the vendor's error envelope with `code`, sent with HTTP status `http`."""
     assert (code_of(response), response.status_code) == (code, http), response.text
     return response.json()["data"]
-
-
-def tencent_server(
-    database_url: str, data_dir: Path, env: dict[str, str] | None = None
-) -> Iterator[Server]:
-    """A server for a module's tests; the tests make credentials in-process, so this process
-    points at the same store and server key (data folder) while it runs."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACESRV_DATABASE_URL", database_url)
-        patch.setenv("FACESRV_DATA_DIR", str(data_dir))
-        forget_process_state()
-        settings = {
-            "FACESRV_URL_ALLOWLIST": "127.0.0.2/32",  # where the tests' photo server listens
-            "FACESRV_FETCH_TIMEOUT": "2",
-            "FACESRV_AUTH_FAILURE_LIMIT": "100000q/60s",  # signature tests fail on purpose
-            **(env or {}),
-        }
-        running = Server(database_url, data_dir, env=settings)
-        try:
-            yield running
-        finally:
-            running.stop()
-            forget_process_state()
 
 
 def sdk(account: TencentAccount, base_url: str, monkeypatch: pytest.MonkeyPatch) -> Client:

@@ -28,7 +28,7 @@ from app.api.pools import get_pools
 from app.api.responses import ApiResponse
 from app.db.models import Account
 from app.db.session import session_scope
-from app.dialects.tencent.auth import CallerDep
+from app.dialects.tencent.auth import Caller, CallerDep
 from app.dialects.tencent.errors import Code, TencentError, from_api_error
 from app.dialects.tencent.presenters import face_id, face_item, failure, ok, score
 from app.domain import Dialect
@@ -45,6 +45,7 @@ MAX_ID_CHARS = 64  # the longest person or group id the vendor documents
 ILLEGAL_ID_RE = re.compile(r"[\s/\\]")  # spaces, slashes, tabs, line breaks (-1313)
 SIMILAR_FACE_CONFIDENCE = 0.99  # "a face 99% or more similar to one of the person's" (-1312)
 IDENTIFY_TOP = 5
+MAX_FACES_PER_PERSON = 20  # the vendor's limit, and so the most photos one addface may send
 
 
 class TencentRoute(APIRoute):
@@ -161,16 +162,19 @@ async def addface(caller: CallerDep) -> dict:
     params, account = caller.params, caller.account
     person_id = _id(params, "person_id")
     tag = _text(params, "tag", MAX_USER_DATA_CHARS)
-    sources: list[bytes | str] = [*(params.indexed("urls") or [])] or [
-        *params.indexed_files("images")
-    ]
+    urls = params.indexed("urls")  # the seed: "if both are given, only the urls are used"
+    sources: list[bytes | str] = [*urls] if urls else [*params.indexed_files("images")]
     if not any(sources):
         raise TencentError(Code.IMAGE_EMPTY, "no images and no urls")
+    if len(sources) > MAX_FACES_PER_PERSON:
+        raise TencentError(Code.TOO_MANY_FACES, f"more than {MAX_FACES_PER_PERSON} images")
     await run_in_threadpool(membership.describe, account, PERSONS, Key(person_id))
     photos: list[Photo | ApiError] = []
     for source in sources:
         try:
-            photos.append(await _photo(account, source) if source else _empty_image())
+            if not source:
+                raise TencentError(Code.IMAGE_EMPTY, "an image is empty")
+            photos.append(await _photo(account, source))
         except ApiError as error:
             photos.append(error)
     add = partial(
@@ -185,10 +189,6 @@ async def addface(caller: CallerDep) -> dict:
         first = next(error for error in errors if error is not None)
         raise TencentError(first.code, first.message, data)
     return ok(data)
-
-
-def _empty_image() -> ApiError:
-    return TencentError(Code.IMAGE_EMPTY, "an image is empty")
 
 
 @router.post("/face/delface")
@@ -267,36 +267,32 @@ def getfaceinfo(caller: CallerDep) -> dict:
         return ok({"face_info": face_item(faces[0])})
 
 
-@router.post("/face/addgroupids")
-def addgroupids(caller: CallerDep) -> dict:
+def _regroup(
+    caller: Caller, change: Callable[[Account, Key, list[str]], tuple[int, list]], count_key: str
+) -> dict:
+    """addgroupids and delgroupids: the person joins or leaves groups; the groups it is in after."""
     params = caller.params
     person_id = _id(params, "person_id")
     group_ids = _ids(params, "group_ids", Code.GROUP_LIST_EMPTY)
-    added, groups = enrolment.join_groups(caller.account, Key(person_id), group_ids)
+    changed, groups = change(caller.account, Key(person_id), group_ids)
     return ok(
         {
             "person_id": person_id,
-            "added": added,
+            count_key: changed,
             "group_ids": [handle_of(group) for group in groups],
             "session_id": params.text("session_id") or "",
         }
     )
+
+
+@router.post("/face/addgroupids")
+def addgroupids(caller: CallerDep) -> dict:
+    return _regroup(caller, enrolment.join_groups, "added")
 
 
 @router.post("/face/delgroupids")
 def delgroupids(caller: CallerDep) -> dict:
-    params = caller.params
-    person_id = _id(params, "person_id")
-    group_ids = _ids(params, "group_ids", Code.GROUP_LIST_EMPTY)
-    deleted, groups = enrolment.leave_groups(caller.account, Key(person_id), group_ids)
-    return ok(
-        {
-            "person_id": person_id,
-            "deleted": deleted,
-            "group_ids": [handle_of(group) for group in groups],
-            "session_id": params.text("session_id") or "",
-        }
-    )
+    return _regroup(caller, enrolment.leave_groups, "deleted")
 
 
 # --- matching and detection -------------------------------------------------------------------
@@ -322,13 +318,21 @@ def _identify(account: Account, probe: matching.Probe, group: Key) -> dict:
     }
 
 
+async def _match(
+    caller: Caller, id_name: str, run: Callable[[Account, matching.Probe, Key], dict]
+) -> dict:
+    """identify and verify: the photo's largest face against the entity named by `id_name`,
+    on the fair matching pool."""
+    params, account = caller.params, caller.account
+    target = Key(_id(params, id_name))
+    photo = await _photo(account, _source(params, "url", "image"))
+    work = partial(run, account, _probe(photo), target)
+    return ok(await get_pools().matching.run(account.id, work))
+
+
 @router.post("/face/identify")
 async def identify(caller: CallerDep) -> dict:
-    params, account = caller.params, caller.account
-    group = Key(_id(params, "group_id"))
-    photo = await _photo(account, _source(params, "url", "image"))
-    work = partial(_identify, account, _probe(photo), group)
-    return ok(await get_pools().matching.run(account.id, work))
+    return await _match(caller, "group_id", _identify)
 
 
 def _verify(account: Account, probe: matching.Probe, person: Key) -> dict:
@@ -339,11 +343,7 @@ def _verify(account: Account, probe: matching.Probe, person: Key) -> dict:
 
 @router.post("/face/verify")
 async def verify(caller: CallerDep) -> dict:
-    params, account = caller.params, caller.account
-    person = Key(_id(params, "person_id"))
-    photo = await _photo(account, _source(params, "url", "image"))
-    work = partial(_verify, account, _probe(photo), person)
-    return ok(await get_pools().matching.run(account.id, work))
+    return await _match(caller, "person_id", _verify)
 
 
 @router.post("/face/compare")

@@ -10,14 +10,13 @@ database serves the module; every test has its own account.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from PIL import Image
 from qcloud_image import CIBuffer, CIBuffers, CIFile, CIFiles, CIUrl, CIUrls
 
-from tests.photos import CELEBA, celeba_bytes, celeba_identities
+from tests.photos import CELEBA, celeba_bytes, identity_photos
 from tests.servers import Server
 from tests.utils.photo_server import PhotoServer
 from tests.utils.tencent import (
@@ -26,8 +25,6 @@ from tests.utils.tencent import (
     fails,
     post,
     sdk,
-    tencent_account,
-    tencent_server,
 )
 
 pytestmark = pytest.mark.slow
@@ -35,14 +32,8 @@ pytestmark = pytest.mark.slow
 FACE_ID_DIGITS = 19
 
 
-def _identity_photos(count: int, skip: int = 0) -> list[str]:
-    """`count` photos of one identity (the `skip`-th identity with that many)."""
-    matching = [images for images in celeba_identities().values() if len(images) >= count]
-    return matching[skip][:count]
-
-
-ALICE = _identity_photos(3)
-BOB = _identity_photos(3, skip=1)
+ALICE = identity_photos(3)
+BOB = identity_photos(3, skip=1)
 
 
 def _path(name: str) -> str:
@@ -53,32 +44,6 @@ def _plain_jpeg() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (320, 240), (200, 180, 160)).save(out, "JPEG")
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def photos() -> Iterator[PhotoServer]:
-    """Photos on 127.0.0.2, which the server under test allow-lists."""
-    server = PhotoServer("127.0.0.2")
-    for name in ALICE + BOB:
-        server.routes[f"/{name}"] = (200, {"Content-Type": "image/jpeg"}, celeba_bytes(name))
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from tencent_server(database_url, tmp_path_factory.mktemp("tencent"))
-
-
-@pytest.fixture
-def account(server: Server) -> TencentAccount:
-    return tencent_account()
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
 
 
 def _ok(result: dict) -> dict:

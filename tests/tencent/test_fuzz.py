@@ -10,19 +10,18 @@ exactly on HTTP 200.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from app.dialects.tencent.routes import router
 from tests.servers import Server
-from tests.utils.fuzz import HOSTILE_URLS, IMAGES, PHOTO, endpoints, values
-from tests.utils.tencent import TencentAccount, post, sign, tencent_account, tencent_server
+from tests.utils.fuzz import HOSTILE_URLS, IMAGES, PHOTO, endpoints, fuzz_settings, values
+from tests.utils.tencent import TencentAccount, post, sign, tencent_account
 
 pytestmark = pytest.mark.slow
 
@@ -103,11 +102,6 @@ def send(http: httpx.Client, account: TencentAccount, request: dict[str, Any]) -
     return http.post(path, content=request["raw"], headers=headers)
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from tencent_server(database_url, tmp_path_factory.mktemp("tencent-fuzz"))
-
-
 def test_no_hostile_request_gets_a_5xx_or_leaves_the_envelope(server: Server) -> None:
     account = tencent_account(rate_limit="1000000q/10s")
     seen: list[int] = []
@@ -120,13 +114,7 @@ def test_no_hostile_request_gets_a_5xx_or_leaves_the_envelope(server: Server) ->
         face = created.json()["data"]["face_id"]
         known = ["p", "g", face, "1000000000000000001", "x" * 70, "a b"]
 
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            print_blob=True,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-        )
+        @fuzz_settings(EXAMPLES)
         @given(request=requests(account, known))
         def check(request: dict[str, Any]) -> None:
             response = send(http, account, request)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -18,8 +17,7 @@ from PIL import Image
 
 from app.db.models import Account
 from app.db.session import session_scope
-from tests.photos import celeba_bytes, celeba_identities
-from tests.servers import Server
+from tests.photos import celeba_bytes, identity_photos
 from tests.utils.photo_server import PhotoServer
 from tests.utils.tencent import (
     TencentAccount,
@@ -28,43 +26,18 @@ from tests.utils.tencent import (
     post,
     sign,
     tencent_account,
-    tencent_server,
 )
 
 pytestmark = pytest.mark.slow
 
-PERSONS = list(celeba_identities().values())
-PHOTO, OTHER_PHOTO = PERSONS[0][0], PERSONS[1][0]
+ALICE, BOB = identity_photos(3), identity_photos(3, skip=1)
+PHOTO, OTHER_PHOTO = ALICE[0], BOB[0]
 
 
 def _jpeg(width: int, height: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), (200, 180, 160)).save(out, "JPEG")
     return out.getvalue()
-
-
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    yield from tencent_server(database_url, tmp_path_factory.mktemp("tencent-errors"))
-
-
-@pytest.fixture(scope="module")
-def photos() -> Iterator[PhotoServer]:
-    server = PhotoServer("127.0.0.2")  # allow-listed by tencent_server; /slow never answers
-    server.routes["/face.jpg"] = (200, {"Content-Type": "image/jpeg"}, celeba_bytes(PHOTO))
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def account(server: Server) -> TencentAccount:
-    return tencent_account()
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
 
 
 def _newperson(
@@ -254,9 +227,11 @@ def test_limits_have_their_codes_and_a_refused_call_leaves_nothing(http: httpx.C
 
     assert code_of(_newperson(http, small, "p", ["g1"], celeba_bytes(PHOTO))) == 0
     fails(_newperson(http, small, "q", ["g1"], celeba_bytes(OTHER_PHOTO)), -1310, 400)
-    photo = {"images[0]": ("x.jpg", celeba_bytes(PERSONS[0][1]))}
+    photo = {"images[0]": ("x.jpg", celeba_bytes(ALICE[1]))}
     data = fails(post(http, "/face/addface", small, {"person_id": "p"}, files=photo), -1309, 400)
     assert (data["added"], data["ret_codes"]) == (0, [-1309])
+    too_many = {"person_id": "p", "urls": ["http://127.0.0.2/x.jpg"] * 21}
+    fails(post(http, "/face/addface", small, too_many), -1309, 400)
 
 
 def test_a_face_already_on_the_person_is_refused(
@@ -265,7 +240,7 @@ def test_a_face_already_on_the_person_is_refused(
     assert code_of(_newperson(http, account, "p", ["g"], celeba_bytes(PHOTO))) == 0
     again = {
         "images[0]": ("x.jpg", celeba_bytes(PHOTO)),
-        "images[1]": ("y.jpg", celeba_bytes(PERSONS[0][1])),
+        "images[1]": ("y.jpg", celeba_bytes(ALICE[1])),
     }
     added = post(http, "/face/addface", account, {"person_id": "p"}, files=again)
     assert code_of(added) == 0
