@@ -131,6 +131,8 @@ def cmd_credential_add(args: argparse.Namespace) -> int:
             db, account, Dialect(args.dialect), args.key_id, args.secret, attributes
         )
         shown = {"dialect": issued.dialect.value, "key_id": issued.key_id, "secret": issued.secret}
+        if issued.dialect is Dialect.HUAWEI_TOKEN:  # what a caller sends as X-Auth-Token
+            shown["token"] = f"{issued.key_id}.{issued.secret}"
         print(json.dumps({**shown, **issued.attributes}))
     return 0
 

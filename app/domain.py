@@ -32,6 +32,7 @@ class Dialect(StrEnum):
     SENSETIME = "sensetime"
     TENCENT = "tencent"
     HUAWEI = "huawei"
+    HUAWEI_TOKEN = "huawei-token"  # an X-Auth-Token for Huawei's door, for curl-style callers
     ALIBABA = "alibaba"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -229,6 +230,7 @@ class Params:
 
     values: dict[str, list[Raw]] = field(default_factory=dict)
     images: dict[str, list[bytes]] = field(default_factory=dict)
+    body: bytes = b""  # as received: what a signature over the body (Huawei, Alibaba) covers
 
     @classmethod
     def from_query(cls, request: Request) -> Params:
@@ -274,7 +276,11 @@ class Params:
         merged = {**self.values, **body_values}
         for name in images:
             merged.pop(name, None)
-        return Params(values=merged, images=images)
+        return Params(values=merged, images=images, body=body)
+
+    def value(self, name: str) -> Raw | None:
+        """The single value of `name` as received (a JSON object stays an object)."""
+        return self._one(name)
 
     def has(self, name: str) -> bool:
         """Whether the client sent `name` at all (even empty), for "either a or b" checks."""
@@ -359,6 +365,27 @@ class Params:
             raise _argument(name, "must be an integer")
         if not lo <= number <= hi:
             raise _argument(name, f"not in range({lo}..{hi})")
+        return number
+
+    def number(self, name: str, *, default: float, lo: float, hi: float) -> float:
+        """A finite number sent as a JSON number or a decimal string, checked against lo..hi."""
+        value = self._one(name)
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            raise _argument(name, "must be a number")
+        if isinstance(value, int | float):
+            number = float(value)
+        else:
+            text = (self._string(name) or "").strip()
+            if len(text) > 40:
+                raise _argument(name, "must be a number")
+            try:
+                number = float(text)
+            except ValueError:
+                raise _argument(name, "must be a number") from None
+        if not (math.isfinite(number) and lo <= number <= hi):
+            raise _argument(name, f"not in range({lo:g}..{hi:g})")
         return number
 
     def id_list(self, name: str) -> list[str] | None:

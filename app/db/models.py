@@ -231,6 +231,11 @@ class GroupMember(Base):
 class Faceset(MemberHolder, Base):
     __tablename__ = "facesets"
 
+    # A face library's (Huawei's face set's) own limit on its faces, beside the account quota,
+    # and the types of the fields its faces may carry ({"age": "integer", ...}); None: none.
+    capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    field_types: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+
 
 class FacesetFace(Base):
     __tablename__ = "faceset_faces"
@@ -242,6 +247,10 @@ class FacesetFace(Base):
         ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What the client says of the face in this library: the id of its photo in the client's
+    # system, and field values typed by the library's `field_types`.
+    external_image_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    external_fields: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class IndexChange(Base):

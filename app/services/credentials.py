@@ -36,7 +36,8 @@ from app.domain import Dialect
 
 KEY_FILE = "secret.key"
 MAX_CREDENTIAL_CHARS = 128
-HASHED_DIALECTS = frozenset({Dialect.SENSETIME})  # the client sends the secret itself
+# The client sends the secret itself: kept hashed.
+HASHED_DIALECTS = frozenset({Dialect.SENSETIME, Dialect.HUAWEI_TOKEN})
 
 
 class CredentialError(ValueError):
@@ -61,6 +62,7 @@ def _tencent_app_id() -> str:
 # What a dialect's credential names besides its key, generated when the operator gives none.
 GENERATED_ATTRIBUTES: dict[Dialect, dict[str, Callable[[], str]]] = {
     Dialect.TENCENT: {"app_id": _tencent_app_id},
+    Dialect.HUAWEI: {"project_id": lambda: secrets.token_hex(16)},  # 32 hex, as Huawei's
 }
 # Attributes that name a tenant: another account's credential may not carry the same value.
 TENANT_ATTRIBUTES: dict[Dialect, str] = {Dialect.TENCENT: "app_id"}
@@ -146,6 +148,8 @@ def add_credential(
     if db.scalar(taken) is not None:
         raise CredentialError(f"a {dialect} credential {key_id!r} already exists")
     attributes = {name: _checked(name, value) for name, value in (attributes or {}).items()}
+    if dialect is Dialect.HUAWEI_TOKEN and "project_id" not in attributes:
+        attributes["project_id"] = _huawei_project(db, account)
     for name, generate in GENERATED_ATTRIBUTES.get(dialect, {}).items():
         attributes.setdefault(name, generate())
     tenant = TENANT_ATTRIBUTES.get(dialect)
@@ -160,6 +164,18 @@ def add_credential(
     db.add(credential)
     db.flush()
     return Issued(dialect, key_id, secret, attributes)
+
+
+def _huawei_project(db: Session, account: Account) -> str:
+    """A token opens the project of the account's AK/SK credential, unless told another."""
+    projects = {
+        (credential.attributes or {}).get("project_id")
+        for credential in of_account(db, account.id)
+        if credential.dialect == Dialect.HUAWEI
+    }
+    if len(projects) != 1 or None in projects:
+        raise CredentialError("give --attribute project_id=... (no single Huawei project to use)")
+    return str(projects.pop())
 
 
 def credentials_with(dialect: Dialect, name: str, value: str) -> Select[tuple[int]]:

@@ -22,8 +22,24 @@ ALIBABA_BASE = 2 * 10**17  # 18 digits starting with 2, as the seed's sample
 HUAWEI_BITS = 47  # 62^8 > 2^47: every row id below 2^47 fits 8 characters
 HUAWEI_MULTIPLIER = 0x5DEECE66D  # odd, so invertible modulo 2^47
 HUAWEI_INVERSE = pow(HUAWEI_MULTIPLIER, -1, 1 << HUAWEI_BITS)
+HUAWEI_SET_MULTIPLIER = 0x27BB2EE687B0B0FD % (1 << HUAWEI_BITS) | 1  # odd: a bijection too
 HUAWEI_CHARS = 8
 ALPHABET = string.digits + string.ascii_letters
+
+
+def _huawei_shape(row_id: int, multiplier: int) -> str:
+    value = (row_id * multiplier) % (1 << HUAWEI_BITS)
+    chars = []
+    for _ in range(HUAWEI_CHARS):
+        value, digit = divmod(value, len(ALPHABET))
+        chars.append(ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def huawei_face_set_id(row_id: int) -> str:
+    """A face set's 8-character id: the face shape with another multiplier, so that face set
+    and face ids of the same row number differ."""
+    return _huawei_shape(row_id, HUAWEI_SET_MULTIPLIER)
 
 
 def vendor_face_id(dialect: Dialect, row_id: int) -> str | int:
@@ -32,12 +48,7 @@ def vendor_face_id(dialect: Dialect, row_id: int) -> str | int:
     if dialect is Dialect.ALIBABA:
         return ALIBABA_BASE + row_id
     if dialect is Dialect.HUAWEI:
-        value = (row_id * HUAWEI_MULTIPLIER) % (1 << HUAWEI_BITS)
-        chars = []
-        for _ in range(HUAWEI_CHARS):
-            value, digit = divmod(value, len(ALPHABET))
-            chars.append(ALPHABET[digit])
-        return "".join(reversed(chars))
+        return _huawei_shape(row_id, HUAWEI_MULTIPLIER)
     raise ValueError(f"{dialect} face ids are the public id")
 
 

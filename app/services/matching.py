@@ -38,10 +38,18 @@ class Probe:
         return 1.0 if row_id == self.face_row else get_confidence_map()(cosine)
 
 
+def probe_of(face: Face) -> Probe:
+    return Probe(_vector(face), face.id, face.public_id)
+
+
 def stored_probe(db: Session, account_id: int, public_id: str | None) -> Probe:
     """A usable face of the caller's as a probe; INVALID_FACE otherwise."""
-    face = _query_face(db, account_id, public_id)
-    return Probe(_vector(face), face.id, face.public_id)
+    return probe_of(_query_face(db, account_id, public_id))
+
+
+def fresh_probe(embedding: np.ndarray) -> Probe:
+    """A face just analysed, compared as it is and never stored."""
+    return Probe(np.asarray(embedding, dtype=np.float32))
 
 
 def similarity(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import TypeVar
 
-from sqlalchemy import Select, and_, bindparam, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Face, Faceset, Group, Person
+from app.db.models import Face, Faceset, FacesetFace, Group, Person
 from app.errors import bad_request
 
 Entity = TypeVar("Entity", Person, Group, Faceset)
@@ -114,13 +114,14 @@ def owned_persons(db: Session, account_id: int, public_ids: list[str]) -> list[P
 
 def held_or_usable_faces(db: Session, account_id: int, row_ids: list[int]) -> list[Face]:
     """The caller's faces with these row ids that are still valid: unexpired, or kept by the
-    person they joined (an enrolled face outlives the 5 days of a detection)."""
+    person or faceset they joined (an enrolled face outlives the 5 days of a detection)."""
     if not row_ids:
         return []
+    in_faceset = exists(select(FacesetFace.face_id).where(FacesetFace.face_id == Face.id))
     query = select(Face).where(
         Face.id.in_(row_ids),
         Face.account_id == account_id,
-        or_(Face.person_id.is_not(None), Face.expires_at > datetime.now(UTC)),
+        or_(Face.person_id.is_not(None), Face.expires_at > datetime.now(UTC), in_faceset),
     )
     found = {face.id: face for face in db.scalars(query)}
     return [found[row_id] for row_id in dict.fromkeys(row_ids) if row_id in found]

@@ -2,7 +2,7 @@
 verify, compare and detect, which the same SDK calls.
 
 Every call is a POST. Handlers parse (the SDK's file-style multipart parts, `group_ids[0]`
-indexed arrays, JSON), call the services and format the seed's envelope; `TencentRoute` turns
+indexed arrays, JSON), call the services and format the seed's envelope; the route class turns
 any error into `{"data": {}, "code", "message"}` with the HTTP status of `errors.http_status`.
 Persons and groups are named by the client's ids (their keys; an entity made through SenseTime
 is named by its public id), faces by 19-digit ids derived from the face row.
@@ -10,22 +10,19 @@ is named by its public id), faces by 19-digit ids derived from the face row.
 
 from __future__ import annotations
 
-import logging
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from functools import partial
-from typing import Any
 
-import numpy as np
-from fastapi import APIRouter, Request, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from app.api.analysis import analysed
 from app.api.params import MAX_NAME_CHARS, MAX_USER_DATA_CHARS, Params
 from app.api.pools import get_pools
 from app.api.responses import ApiResponse
+from app.api.routing import enveloped
 from app.db.models import Account
 from app.db.session import session_scope
 from app.dialects.tencent.auth import Caller, CallerDep
@@ -39,8 +36,6 @@ from app.services.face_ids import face_row_id
 from app.services.membership import GROUPS, PERSONS
 from app.services.owned import Key, handle_of, held_or_usable_faces
 
-log = logging.getLogger(__name__)
-
 MAX_ID_CHARS = 64  # the longest person or group id the vendor documents
 ILLEGAL_ID_RE = re.compile(r"[\s/\\]")  # spaces, slashes, tabs, line breaks (-1313)
 SIMILAR_FACE_CONFIDENCE = 0.99  # "a face 99% or more similar to one of the person's" (-1312)
@@ -48,26 +43,16 @@ IDENTIFY_TOP = 5
 MAX_FACES_PER_PERSON = 20  # the vendor's limit, and so the most photos one addface may send
 
 
-class TencentRoute(APIRoute):
-    """Errors in the vendor's envelope, whatever layer raised them."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def handle(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as error:
-                tencent = from_api_error(error)
-            except Exception:
-                log.exception("unexpected failure in %s", request.url.path)
-                tencent = TencentError(Code.INTERNAL, "internal error")
-            return ApiResponse(failure(tencent), status_code=tencent.http_status)
-
-        return handle
+def _render(error: ApiError | None) -> ApiResponse:
+    """Any error in the vendor's envelope, with the HTTP status of `errors.http_status`."""
+    if error is None:
+        tencent = TencentError(Code.INTERNAL, "internal error")
+    else:
+        tencent = from_api_error(error)
+    return ApiResponse(failure(tencent), status_code=tencent.http_status)
 
 
-router = APIRouter(route_class=TencentRoute)
+router = APIRouter(route_class=enveloped(_render))
 
 
 def _checked_id(name: str, value: str | None) -> str:
@@ -118,7 +103,7 @@ async def _photo(account: Account, source: bytes | str) -> Photo:
 
 def _probe(photo: Photo) -> matching.Probe:
     """The photo's face as a probe: compared as it is, never stored."""
-    return matching.Probe(np.asarray(photo.analysis.faces[0].embedding, dtype=np.float32))
+    return matching.fresh_probe(photo.analysis.faces[0].embedding)
 
 
 def _group_handles(account: Account, person: Key) -> list[str]:
