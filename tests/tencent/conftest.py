@@ -1,58 +1,14 @@
-"""One server per test module and database; every test gets its own Tencent account."""
+"""Every test gets its own Tencent account; the server and photo site are shared."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
 import pytest
 
-from tests.conftest import forget_process_state
-from tests.photos import celeba_bytes, identity_photos
 from tests.servers import Server
-from tests.utils.photo_server import PhotoServer
+from tests.utils.dialect_fixtures import http, photos, server  # noqa: F401 - fixtures
 from tests.utils.tencent import TencentAccount, tencent_account
 
 
-@pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The tests make credentials in-process, so this process points at the same store and
-    server key (data folder) while the server runs."""
-    data_dir = tmp_path_factory.mktemp("tencent")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FACESRV_DATABASE_URL", database_url)
-        patch.setenv("FACESRV_DATA_DIR", str(data_dir))
-        forget_process_state()
-        env = {
-            "FACESRV_URL_ALLOWLIST": "127.0.0.2/32",  # where `photos` listens
-            "FACESRV_FETCH_TIMEOUT": "2",
-            "FACESRV_AUTH_FAILURE_LIMIT": "100000q/60s",  # signature tests fail on purpose
-        }
-        running = Server(database_url, data_dir, env=env)
-        try:
-            yield running
-        finally:
-            running.stop()
-            forget_process_state()
-
-
-@pytest.fixture(scope="module")
-def photos() -> Iterator[PhotoServer]:
-    """The photos of `identity_photos` on 127.0.0.2 (allow-listed); /slow never answers."""
-    server = PhotoServer("127.0.0.2")
-    for skip in range(2):
-        for name in identity_photos(3, skip):
-            server.routes[f"/{name}"] = (200, {"Content-Type": "image/jpeg"}, celeba_bytes(name))
-    yield server
-    server.close()
-
-
 @pytest.fixture
-def account(server: Server) -> TencentAccount:
+def account(server: Server) -> TencentAccount:  # noqa: F811 - the imported fixture
     return tencent_account()
-
-
-@pytest.fixture
-def http(server: Server) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
