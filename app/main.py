@@ -21,6 +21,7 @@ from app.errors import ApiError
 from app.services.detection import get_analyzer
 from app.services.upkeep import Upkeep
 
+HUAWEI_PREFIX = "/v2/"
 HTTP_STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHORIZED",
@@ -36,8 +37,14 @@ async def api_error_handler(_request: Request, error: Exception) -> ApiResponse:
     return ApiResponse(error.body(), status_code=error.http_status)
 
 
-async def http_error_handler(_request: Request, error: Exception) -> ApiResponse:
+async def http_error_handler(request: Request, error: Exception) -> ApiResponse:
     assert isinstance(error, StarletteHTTPException)
+    if request.url.path.startswith(HUAWEI_PREFIX):  # what Huawei's API gateway answers
+        body = {
+            "error_code": "APIG.0101",
+            "error_msg": "The API does not exist or has not been published in the environment",
+        }
+        return ApiResponse(body, status_code=error.status_code, headers=error.headers)
     status = HTTP_STATUS_NAMES.get(error.status_code, "INTERNAL_ERROR")
     reason = {404: "no such API", 405: "method not allowed"}.get(error.status_code)
     body = {"status": status, **({"reason": reason} if reason else {})}

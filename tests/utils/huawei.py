@@ -67,11 +67,14 @@ def signed(
     date: datetime | None = None,
     sk: str | None = None,
     project_id: str | None = None,
+    content: bytes | None = None,
 ) -> httpx.Response:
-    """A request signed as the SDK signs it, at `date` (default now), with `sk`."""
+    """A request signed as the SDK signs it, at `date` (default now), with `sk`; the body is
+    `body` as JSON, or `content` as it is."""
     project = project_id or account.project_id
     host = http.base_url.netloc.decode()
-    content = json.dumps(body).encode() if body is not None else b""
+    if content is None:
+        content = json.dumps(body).encode() if body is not None else b""
     headers = {
         "Content-Type": "application/json",
         "X-Project-Id": project,

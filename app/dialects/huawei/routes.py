@@ -69,6 +69,11 @@ def _name(value: str | None) -> str:
     return value
 
 
+def _set(face_set_name: str) -> Key:
+    """The face set a path names, checked like a new name (no NUL or control reaches a query)."""
+    return Key(_name(face_set_name))
+
+
 def _fields(params: Params) -> object:
     """`external_fields`: an object in JSON, a JSON text in a multipart form."""
     value = params.value("external_fields")
@@ -129,12 +134,12 @@ def show_all_face_sets(caller: CallerDep) -> dict:
 
 @router.get(ONE_SET)
 def show_face_set(caller: CallerDep, face_set_name: str) -> dict:
-    return {"face_set_info": face_set_info(libraries.describe(caller.account, Key(face_set_name)))}
+    return {"face_set_info": face_set_info(libraries.describe(caller.account, _set(face_set_name)))}
 
 
 @router.delete(ONE_SET)
 def delete_face_set(caller: CallerDep, face_set_name: str) -> dict:
-    membership.delete_entity(caller.account, FACESETS, Key(face_set_name))
+    membership.delete_entity(caller.account, FACESETS, _set(face_set_name))
     return {"face_set_name": face_set_name}
 
 
@@ -147,12 +152,12 @@ async def add_faces(caller: CallerDep, face_set_name: str) -> dict:
     params, account = caller.params, caller.account
     image_id, fields = _image_id(params), _fields(params)
     single = params.flag("single")
-    await run_in_threadpool(libraries.describe, account, Key(face_set_name))
+    await run_in_threadpool(libraries.describe, account, _set(face_set_name))
     data, analysis = await analysed(account.id, _source(params))
     if single and analysis.faces:
         analysis = enrolment.largest_face(analysis)
     add = partial(
-        libraries.add_faces, account, Key(face_set_name), analysis, data, image_id, fields
+        libraries.add_faces, account, _set(face_set_name), analysis, data, image_id, fields
     )
     library, members = await run_in_threadpool(add)
     return library_faces(library, [library_face(member) for member in members])
@@ -164,18 +169,18 @@ def show_faces(caller: CallerDep, face_set_name: str) -> dict:
     params = caller.params
     if params.has("face_id"):
         row = _face_row(params.text("face_id"))
-        library, members = libraries.faces(caller.account, Key(face_set_name), 0, 1, row)
+        library, members = libraries.faces(caller.account, _set(face_set_name), 0, 1, row)
     else:
         offset = params.integer("offset", default=0, lo=0, hi=MAX_PAGE_END)
         limit = params.integer("limit", default=5, lo=1, hi=MAX_PAGE_END)
         if offset + limit > MAX_PAGE_END:
             raise bad_parameter(f"offset + limit must not exceed {MAX_PAGE_END}")
-        library, members = libraries.faces(caller.account, Key(face_set_name), offset, limit)
+        library, members = libraries.faces(caller.account, _set(face_set_name), offset, limit)
     return library_faces(library, [library_face(member) for member in members])
 
 
 def _removed(caller: Caller, face_set_name: str, matches: filters.Predicate) -> dict:
-    library, removed = libraries.remove_faces(caller.account, Key(face_set_name), matches)
+    library, removed = libraries.remove_faces(caller.account, _set(face_set_name), matches)
     return library_counts(library, removed)
 
 
@@ -186,7 +191,7 @@ def delete_faces(caller: CallerDep, face_set_name: str) -> dict:
     if params.has("face_id"):
         row = _face_row(params.text("face_id"))
         return _removed(caller, face_set_name, lambda member: member.face.id == row)
-    library = libraries.describe(caller.account, Key(face_set_name))
+    library = libraries.describe(caller.account, _set(face_set_name))
     known = {"external_image_id", *(library.faceset.field_types or {})}
     named = [name for name in params.values if name in known]
     if len(named) != 1:
@@ -197,7 +202,7 @@ def delete_faces(caller: CallerDep, face_set_name: str) -> dict:
 
 @router.delete(ONE_SET + "/faces/batch")
 def batch_delete_faces(caller: CallerDep, face_set_name: str) -> dict:
-    library = libraries.describe(caller.account, Key(face_set_name))
+    library = libraries.describe(caller.account, _set(face_set_name))
     text = caller.params.text("filter")
     if not text:
         raise HuaweiError(400, "FRS.0011", "filter is missing")
@@ -210,7 +215,7 @@ def update_face(caller: CallerDep, face_set_name: str) -> dict:
     params = caller.params
     row = _face_row(params.text("face_id"))
     library = libraries.update_face(
-        caller.account, Key(face_set_name), row, _image_id(params), _fields(params)
+        caller.account, _set(face_set_name), row, _image_id(params), _fields(params)
     )
     return library_counts(library, 1)
 
@@ -258,7 +263,7 @@ async def search_faces(caller: CallerDep, face_set_name: str) -> dict:
         isinstance(returned, list) and all(isinstance(name, str) for name in returned)
     ):
         raise bad_parameter("return_fields must be a list of field names")
-    library = await run_in_threadpool(libraries.describe, account, Key(face_set_name))
+    library = await run_in_threadpool(libraries.describe, account, _set(face_set_name))
     text = params.text("filter")
     matches = filters.parse(text, set(library.faceset.field_types or {})) if text else None
     if params.has("face_id"):
@@ -269,7 +274,7 @@ async def search_faces(caller: CallerDep, face_set_name: str) -> dict:
             raise HuaweiError(400, "FRS.0304", "Detect no face, can not search.")
         probe = fresh_probe(enrolment.largest_face(analysis).faces[0].embedding)
     work = partial(
-        libraries.search, account, probe, Key(face_set_name), top, threshold, matches, FILTER_DEPTH
+        libraries.search, account, probe, _set(face_set_name), top, threshold, matches, FILTER_DEPTH
     )
     found = _sorted(await get_pools().matching.run(account.id, work), params.value("sort"))
     return {"faces": [search_face(member, score, returned) for member, score in found]}
