@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.photos import celeba_bytes, identity_photos
+from tests.servers import Server
 from tests.utils.huawei import HuaweiAccount, error_of, huawei_account, signed
 
 pytestmark = pytest.mark.slow
@@ -101,6 +104,38 @@ def test_curl_callers_query_both_seed_pages_with_a_token(
     assert error_of(http.get(f"/v2/{other.project_id}/face-sets", headers=token)) == (
         403, "FRS.0002"
     )  # fmt: skip
+
+
+def _curl(url: str, token: str) -> dict:
+    """The curl command line the README shows, run as it is."""
+    command = [
+        "curl",
+        "-sS",
+        "-H",
+        f"X-Auth-Token: {token}",
+        "-H",
+        "Content-Type: application/json",
+    ]
+    return json.loads(subprocess.run([*command, url], capture_output=True, check=True).stdout)
+
+
+def test_the_seed_queries_answer_curl_itself(
+    server: Server, http: httpx.Client, account: HuaweiAccount
+) -> None:
+    _face_set(http, account)
+    signed(
+        http, account, "POST", "/face-sets/lib/faces",
+        body={"image_base64": PHOTO_BASE64, "external_image_id": "img"},
+    )  # fmt: skip
+    base = f"{server.base_url}/v2/{account.project_id}/face-sets"
+    (library,) = _curl(base, account.token)["face_sets_info"]
+    assert (library["face_set_name"], library["face_number"]) == ("lib", 1)
+    page = _curl(f"{base}/lib/faces?offset=0&limit=5", account.token)
+    (face,) = page["faces"]
+    by_id = _curl(f"{base}/lib/faces?face_id={face['face_id']}", account.token)
+    assert [found["external_image_id"] for found in by_id["faces"]] == ["img"]
+    refused = _curl(base, "not-a-token")
+    assert refused["error_code"] == "FRS.0002"
 
 
 def test_bad_input_gets_the_vendor_codes(http: httpx.Client, account: HuaweiAccount) -> None:
