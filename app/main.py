@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.api.logs import install_redaction
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
+from app.dialects.alibaba import routes as alibaba
 from app.dialects.huawei import routes as huawei
 from app.dialects.sensetime.routes import entities, face, info, matching
 from app.dialects.tencent import routes as tencent
@@ -91,4 +92,5 @@ def create_app() -> FastAPI:
     app.include_router(matching.router)
     app.include_router(tencent.router)
     app.include_router(huawei.router)
+    app.include_router(alibaba.router)
     return app

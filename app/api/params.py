@@ -61,7 +61,7 @@ def _too_large() -> ApiError:
     return ApiError(413, "REQUEST_ENTITY_TOO_LARGE", f"request body exceeds {MAX_BODY_BYTES} bytes")
 
 
-async def _read_body(request: Request, timeout_s: float | None) -> bytes:
+async def read_body(request: Request, timeout_s: float | None) -> bytes:
     """Read the body, refusing oversized ones before (Content-Length) or while streaming, and
     ones that have not fully arrived within `timeout_s` (a stalled upload pins its memory)."""
     declared = request.headers.get("content-length", "").strip()
@@ -230,7 +230,6 @@ class Params:
 
     values: dict[str, list[Raw]] = field(default_factory=dict)
     images: dict[str, list[bytes]] = field(default_factory=dict)
-    body: bytes = b""  # as received: what a signature over the body (Huawei, Alibaba) covers
 
     @classmethod
     def from_query(cls, request: Request) -> Params:
@@ -253,7 +252,17 @@ class Params:
     ) -> Params:
         """These (query) parameters merged with the body's, which win per name; multipart parts
         that `image_field` names are kept as image bytes."""
-        body = await _read_body(request, timeout_s)
+        body = await read_body(request, timeout_s)
+        return self.with_read_body(request, body, image_field)
+
+    def with_read_body(
+        self,
+        request: Request,
+        body: bytes,
+        image_field: ImageField = IMAGE_FIELDS.__contains__,
+    ) -> Params:
+        """`with_body` for a body already read: a signature over it is checked before it is
+        parsed, so an unauthenticated caller's malformed body is refused as unauthenticated."""
         body_values: dict[str, list[Raw]] = {}
         images: dict[str, list[bytes]] = {}
         media_type, _ = _header_params(request.headers.get("content-type", ""))
@@ -276,7 +285,7 @@ class Params:
         merged = {**self.values, **body_values}
         for name in images:
             merged.pop(name, None)
-        return Params(values=merged, images=images, body=body)
+        return Params(values=merged, images=images)
 
     def value(self, name: str) -> Raw | None:
         """The single value of `name` as received (a JSON object stays an object)."""

@@ -11,11 +11,13 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+# A body that already names the request (a vendor's own spelling) gets no second copy.
+REQUEST_ID_KEYS = frozenset({"request_id", "requestId", "RequestId"})
 
 
 class ApiResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
-        if isinstance(content, dict) and "request_id" not in content:
+        if isinstance(content, dict) and not REQUEST_ID_KEYS.intersection(content):
             request_id = current_request_id.get()
             if request_id:
                 content = {**content, "request_id": request_id}

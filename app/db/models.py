@@ -151,6 +151,8 @@ class Image(Base):
     exif_orientation: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Only kept when the operator turns FACESRV_KEEP_IMAGES on (to re-embed after a model change).
     data: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The url it was downloaded from, when it was (Alibaba shows a face's url).
+    source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 

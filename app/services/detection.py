@@ -97,9 +97,15 @@ def _face_row(account_id: int, image: Image, face: DetectedFace, expires_at: dat
 
 
 def store(
-    db: Session, account: Account, analysis: Analysis, data: bytes, user_data: str | None
+    db: Session,
+    account: Account,
+    analysis: Analysis,
+    data: bytes,
+    user_data: str | None,
+    source_url: str | None = None,
 ) -> Detection:
-    """Remember the image and its faces; ids expire after ID_LIFETIME."""
+    """Remember the image (and the url it came from) and its faces; ids expire after
+    ID_LIFETIME."""
     height, width = analysis.rgb.shape[:2]
     expires_at = datetime.now(UTC) + ID_LIFETIME
     image = Image(
@@ -109,6 +115,7 @@ def store(
         user_data=user_data,
         exif_orientation=analysis.decoded.exif_orientation,
         data=data if get_settings().keep_images else None,
+        source_url=source_url,
         expires_at=expires_at,
     )
     db.add(image)

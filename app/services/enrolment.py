@@ -41,14 +41,17 @@ def largest_face(analysis: Analysis) -> Analysis:
 
 @dataclass(frozen=True)
 class Photo:
-    """One photo to enrol: its bytes and their analysis, reduced to the face to enrol."""
+    """One photo to enrol: its bytes and their analysis, reduced to the face to enrol, and the
+    url it was fetched from, if it was."""
 
     data: bytes
     analysis: Analysis
+    source_url: str | None = None
 
 
 def _store_face(db: Session, account: Account, photo: Photo, note: str | None) -> Face:
-    (face,) = detection.store(db, account, photo.analysis, photo.data, note).faces
+    stored = detection.store(db, account, photo.analysis, photo.data, note, photo.source_url)
+    (face,) = stored.faces
     return face
 
 
@@ -69,13 +72,15 @@ def create_person(
     key: str,
     name: str,
     user_data: str | None,
-    photo: Photo,
+    photo: Photo | None,
     group_keys: list[str],
-) -> tuple[Person, Face, list[Group]]:
-    """A person named `key` with the photo's face, in the groups named (made when missing)."""
+) -> tuple[Person, Face | None, list[Group]]:
+    """A person named `key` with the photo's face (when a photo is given), in the groups named
+    (made when missing)."""
     with account_write(account.id) as db:
-        face = _store_face(db, account, photo, None)
-        person, _ = membership.create(account, PERSONS, name, user_data, [face.public_id], key=key)
+        face = _store_face(db, account, photo, None) if photo is not None else None
+        faces = [face.public_id] if face is not None else []
+        person, _ = membership.create(account, PERSONS, name, user_data, faces, key=key)
         groups = ensure_groups(db, account, group_keys)
         for group in groups:
             membership.add_members(account, GROUPS, group.public_id, [person.public_id])

@@ -11,7 +11,7 @@ from typing import TypeVar
 from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Face, Faceset, FacesetFace, Group, Person
+from app.db.models import Face, Faceset, FacesetFace, Group, Image, Person
 from app.errors import bad_request
 
 Entity = TypeVar("Entity", Person, Group, Faceset)
@@ -125,3 +125,13 @@ def held_or_usable_faces(db: Session, account_id: int, row_ids: list[int]) -> li
     )
     found = {face.id: face for face in db.scalars(query)}
     return [found[row_id] for row_id in dict.fromkeys(row_ids) if row_id in found]
+
+
+def face_sources(db: Session, account_id: int, row_ids: list[int]) -> dict[int, str | None]:
+    """For the caller's valid faces among `row_ids`: the url each one's image came from."""
+    faces = held_or_usable_faces(db, account_id, row_ids)
+    query = select(Image.id, Image.source_url).where(
+        Image.id.in_([face.image_id for face in faces if face.image_id is not None])
+    )
+    sources = dict(db.execute(query).all())
+    return {face.id: sources.get(face.image_id) for face in faces}

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, client_address
-from app.api.params import Params
+from app.api.params import Params, read_body
 from app.api.pools import get_pools
 from app.config import get_settings
 from app.db.models import Account
@@ -160,19 +160,18 @@ async def authenticate(request: Request) -> Caller:
         async with get_pools().unauthenticated_reads.held(
             client_address(request), wait_s=timeout_s
         ):
-            params = await Params.from_query(request).with_body(
-                request, timeout_s, image_field=IMAGE_FIELD.__eq__
-            )
+            body = await read_body(request, timeout_s)
     except TimeoutError:
         raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
     token = request.headers.get("x-auth-token")
     authorization = request.headers.get("authorization")
     if authorization:
-        account = await run_in_threadpool(check_signature, request, authorization, params.body)
+        account = await run_in_threadpool(check_signature, request, authorization, body)
     elif token:
         account = await run_in_threadpool(check_token, request, token)
     else:
         raise gateway_refusal("no Authorization and no X-Auth-Token header")
+    params = Params.from_query(request).with_read_body(request, body, IMAGE_FIELD.__eq__)
     return Caller(account, params)
 
 

@@ -98,7 +98,8 @@ def _source(params: Params, url_name: str, image_name: str) -> bytes | str:
 
 async def _photo(account: Account, source: bytes | str) -> Photo:
     data, analysis = await analysed(account.id, source, attributes=True)
-    return Photo(data, enrolment.largest_face(analysis))
+    url = source if isinstance(source, str) else None
+    return Photo(data, enrolment.largest_face(analysis), url)
 
 
 def _probe(photo: Photo) -> matching.Probe:
@@ -129,7 +130,7 @@ async def newperson(caller: CallerDep) -> dict:
             "suc_group": len(groups),
             "suc_face": 1,
             "session_id": "",
-            "face_id": face_id(face.id),
+            "face_id": face_id(face.id) if face else "",
             "group_ids": [handle_of(group) for group in groups],
         }
     )
