@@ -1,0 +1,2 @@
+"""The Alibaba Green sface door, driven over real HTTP by the official SDK and by hand-signed
+requests."""
