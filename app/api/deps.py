@@ -17,6 +17,8 @@ from functools import lru_cache
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from app.api.params import read_body
+from app.api.pools import get_pools
 from app.config import get_settings
 from app.db.models import Account, as_utc
 from app.db.session import session_scope
@@ -47,6 +49,19 @@ class Refused(Exception):  # noqa: N818 - a refusal, not a fault
     def __init__(self, error: ApiError) -> None:
         super().__init__(error.reason or error.status)
         self.error = error
+
+
+async def unauthenticated_body(request: Request) -> bytes:
+    """The body of a request not yet authenticated (its credentials or signature need it), read
+    under the per-worker bound on such reads, shared fairly between client addresses."""
+    timeout_s = get_settings().body_timeout_s
+    try:
+        async with get_pools().unauthenticated_reads.held(
+            client_address(request), wait_s=timeout_s
+        ):
+            return await read_body(request, timeout_s)
+    except TimeoutError:
+        raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
 
 
 def admit(

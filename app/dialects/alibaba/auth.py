@@ -25,14 +25,11 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Refused, admit, client_address
-from app.api.params import Params, read_body
-from app.api.pools import get_pools
-from app.config import get_settings
+from app.api.deps import Refused, admit, unauthenticated_body
+from app.api.params import Params
 from app.db.models import Account
 from app.dialects.alibaba.errors import GatewayError
 from app.domain import Dialect
-from app.errors import ApiError
 from app.services import credentials
 
 CLOCK_SKEW_S = 900
@@ -105,14 +102,7 @@ def check_signature(request: Request, authorization: str, body: bytes) -> Accoun
 
 
 async def authenticate(request: Request) -> Caller:
-    timeout_s = get_settings().body_timeout_s
-    try:
-        async with get_pools().unauthenticated_reads.held(
-            client_address(request), wait_s=timeout_s
-        ):
-            body = await read_body(request, timeout_s)
-    except TimeoutError:
-        raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
+    body = await unauthenticated_body(request)
     authorization = request.headers.get("authorization", "")
     account = await run_in_threadpool(check_signature, request, authorization, body)
     return Caller(account, Params.from_query(request).with_read_body(request, body))

@@ -14,6 +14,7 @@ face row, beyond 2^53 like the seed's, and every digit is kept on the wire. Succ
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import partial
 
 from fastapi import APIRouter
@@ -26,7 +27,7 @@ from app.api.responses import ApiResponse, current_request_id
 from app.api.routing import enveloped
 from app.db.models import Account
 from app.db.session import session_scope
-from app.dialects.alibaba.auth import CallerDep
+from app.dialects.alibaba.auth import Caller, CallerDep
 from app.dialects.alibaba.errors import BusinessError, GatewayError, from_api_error
 from app.domain import Dialect
 from app.errors import ApiError
@@ -166,20 +167,22 @@ def get_persons(caller: CallerDep) -> dict:
     return ok({"groupId": group.value, "personIds": [person.handle for person in persons]})
 
 
-@router.post("/green/sface/person/groups/add")
-def add_groups(caller: CallerDep) -> dict:
+def _regroup(caller: Caller, change: Callable[..., tuple[int, list]]) -> dict:
+    """person/groups/add and /delete: the person joins or leaves groups; its groups after."""
     params = caller.params
     person = Key(_id(params, "personId"))
-    _, groups = enrolment.join_groups(caller.account, person, _ids(params, "groupIds"))
+    _, groups = change(caller.account, person, _ids(params, "groupIds"))
     return ok({"personId": person.value, "groupIds": [handle_of(group) for group in groups]})
+
+
+@router.post("/green/sface/person/groups/add")
+def add_groups(caller: CallerDep) -> dict:
+    return _regroup(caller, enrolment.join_groups)
 
 
 @router.post("/green/sface/person/groups/delete")
 def delete_groups(caller: CallerDep) -> dict:
-    params = caller.params
-    person = Key(_id(params, "personId"))
-    _, groups = enrolment.leave_groups(caller.account, person, _ids(params, "groupIds"))
-    return ok({"personId": person.value, "groupIds": [handle_of(group) for group in groups]})
+    return _regroup(caller, enrolment.leave_groups)
 
 
 # --- faces --------------------------------------------------------------------------------

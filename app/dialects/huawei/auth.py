@@ -33,14 +33,11 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import Refused, admit, client_address
-from app.api.params import Params, read_body
-from app.api.pools import get_pools
-from app.config import get_settings
+from app.api.deps import Refused, admit, unauthenticated_body
+from app.api.params import Params
 from app.db.models import Account
 from app.dialects.huawei.errors import HuaweiError, gateway_refusal
 from app.domain import Dialect
-from app.errors import ApiError
 from app.services import credentials
 
 ALGORITHM = "SDK-HMAC-SHA256"
@@ -155,14 +152,7 @@ def check_token(request: Request, token: str) -> Account:
 async def authenticate(request: Request) -> Caller:
     """The body is part of what the signature covers, so it is read first, under the bound on
     unauthenticated reads every dialect shares."""
-    timeout_s = get_settings().body_timeout_s
-    try:
-        async with get_pools().unauthenticated_reads.held(
-            client_address(request), wait_s=timeout_s
-        ):
-            body = await read_body(request, timeout_s)
-    except TimeoutError:
-        raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
+    body = await unauthenticated_body(request)
     token = request.headers.get("x-auth-token")
     authorization = request.headers.get("authorization")
     if authorization:

@@ -15,9 +15,8 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import admit, client_address
+from app.api.deps import admit, unauthenticated_body
 from app.api.params import Params
-from app.api.pools import get_pools
 from app.config import get_settings
 from app.db.models import Account
 from app.domain import Dialect
@@ -54,12 +53,7 @@ async def authenticate(request: Request) -> Caller:
     if api_id and api_secret:
         account = await run_in_threadpool(check_credentials, request, api_id, api_secret)
         return Caller(account=account, params=await params.with_body(request, timeout_s))
-    reads = get_pools().unauthenticated_reads
-    try:
-        async with reads.held(client_address(request), wait_s=timeout_s):
-            params = await params.with_body(request, timeout_s)
-    except TimeoutError:
-        raise ApiError(408, "REQUEST_TIMEOUT", "server busy reading other requests") from None
+    params = params.with_read_body(request, await unauthenticated_body(request))
     api_id, api_secret = params.credentials()
     account = await run_in_threadpool(check_credentials, request, api_id, api_secret)
     return Caller(account=account, params=params)
