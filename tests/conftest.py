@@ -29,7 +29,14 @@ from app.services.accounts import create_account, parse_quota
 from app.services.credentials import server_key
 from app.services.indexes import get_registry
 
+# The research photo set (CelebA dev subset with identities, MTFL): the facesrv shared data folder,
+# beside the checkout. A fresh clone has none; what needs it skips with RESEARCH_PHOTOS_MISSING
+# (tests/test_model_pack_photos.py covers the main behaviours on the model pack's photos).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+RESEARCH_PHOTOS_MISSING = (
+    f"research photo set not found at {SHARED_DATA}: it comes from the facesrv shared data folder "
+    "(../shared/data beside the checkout, see README 'Tests'); CI always has it"
+)
 POSTGRES_URL = os.environ.get(
     "FACESRV_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -37,6 +44,20 @@ REDIS_URL = "redis://127.0.0.1:6379/0"  # the local Redis of the developers' gui
 DEFAULT_QUOTA = parse_quota(get_settings().default_quota)
 # Tests keep the operator's model pack where the README's first command put it.
 os.environ.setdefault("FACESRV_MODELS_DIR", str(get_settings().models_dir))
+
+
+def research_photos_present(*parts: str) -> bool:
+    """Whether SHARED_DATA/parts exists (the whole folder when no parts are given)."""
+    return SHARED_DATA.joinpath(*parts).exists()
+
+
+def require_research_photos(*parts: str) -> None:
+    """Skip the running test (or fixture) with the one reason when SHARED_DATA/parts is absent.
+
+    Call it inside tests and fixtures, never at import: a module must collect without the data.
+    """
+    if not research_photos_present(*parts):
+        pytest.skip(RESEARCH_PHOTOS_MISSING)
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.config import REPO_ROOT, get_settings
+from app.config import get_settings
 from app.media.decode import decode_image
 from app.services.confidence import ConfidenceMap
 from app.vision.install import check_models
 from app.vision.manifest import load_manifest
 from app.vision.pipeline import FaceAnalyzer
+from tests.conftest import SHARED_DATA, require_research_photos
 
-CELEBA = REPO_ROOT.parent / "shared" / "data" / "celeba-dev"
+CELEBA = SHARED_DATA / "celeba-dev"
 IDENTITIES = 4  # the first identities in numeric order ...
 PHOTOS_EACH = 10  # ... and their first photos in identities.tsv order: 40 photos, 180 genuine pairs
 
@@ -60,8 +61,7 @@ def _celeba_sample() -> list[tuple[str, str]]:
 @pytest.mark.slow
 def test_real_pairs_land_on_the_right_side(confidence_map: ConfidenceMap) -> None:
     settings = get_settings()
-    if not (CELEBA / "identities.tsv").is_file():
-        pytest.skip(f"shared data set not found at {CELEBA}")
+    require_research_photos("celeba-dev", "identities.tsv")
     if check_models(settings.model_manifest, settings.models_dir):
         pytest.skip("models not installed (tests/vision installs them)")
     analyzer = FaceAnalyzer.load(settings.model_manifest, Path(settings.models_dir))

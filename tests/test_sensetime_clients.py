@@ -25,7 +25,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.conftest import SHARED_DATA, Credentials, make_account
+from tests.conftest import SHARED_DATA, Credentials, make_account, require_research_photos
 from tests.servers import Server
 
 pytestmark = pytest.mark.slow
@@ -50,10 +50,8 @@ def server(configured: str, tmp_path: Path) -> Iterator[Server]:
 
 
 def photo(name: str) -> Path:
-    path = CELEBA_IMAGES / name
-    if not path.is_file():
-        pytest.skip(f"shared data set not found at {CELEBA_IMAGES}")
-    return path
+    require_research_photos("celeba-dev", "images", name)
+    return CELEBA_IMAGES / name
 
 
 class PythonClient:

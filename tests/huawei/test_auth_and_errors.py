@@ -20,7 +20,10 @@ from tests.utils.huawei import HuaweiAccount, error_of, huawei_account, signed
 
 pytestmark = pytest.mark.slow
 
-PHOTO_BASE64 = base64.b64encode(celeba_bytes(identity_photos(3)[0])).decode()
+
+def photo_base64() -> str:
+    """A CelebA photo as base64 (read when a test asks: skips without the research photo set)."""
+    return base64.b64encode(celeba_bytes(identity_photos(3)[0])).decode()
 
 
 def _face_set(http: httpx.Client, account: HuaweiAccount, name: str = "lib") -> None:
@@ -72,7 +75,7 @@ def test_curl_callers_query_both_seed_pages_with_a_token(
     _face_set(http, account)
     added = signed(
         http, account, "POST", "/face-sets/lib/faces",
-        body={"image_base64": PHOTO_BASE64,
+        body={"image_base64": photo_base64(),
               "external_image_id": "img", "external_fields": {"n": 5}},
     )  # fmt: skip
     face_id = added.json()["faces"][0]["face_id"]
@@ -125,7 +128,7 @@ def test_the_seed_queries_answer_curl_itself(
     _face_set(http, account)
     signed(
         http, account, "POST", "/face-sets/lib/faces",
-        body={"image_base64": PHOTO_BASE64, "external_image_id": "img"},
+        body={"image_base64": photo_base64(), "external_image_id": "img"},
     )  # fmt: skip
     base = f"{server.base_url}/v2/{account.project_id}/face-sets"
     (library,) = _curl(base, account.token)["face_sets_info"]
@@ -148,7 +151,7 @@ def test_bad_input_gets_the_vendor_codes(http: httpx.Client, account: HuaweiAcco
         ("POST", "/face-sets/lib/faces", {}, (400, "FRS.0011")),
         ("POST", "/face-sets/lib/faces", {"image_base64": "aGVsbG8="}, (400, "FRS.0016")),
         ("POST", "/face-sets/lib/faces",
-         {"image_base64": PHOTO_BASE64,
+         {"image_base64": photo_base64(),
           "external_fields": {"n": "five"}}, (400, "FRS.0012")),
         ("POST", "/face-sets/lib/search", {"face_id": "zzzzzzzz"}, (400, "FRS.0403")),
         ("POST", "/face-sets/lib/search", {"face_id": "x", "filter": "n:[1 TO"}, (400, "FRS.0012")),

@@ -7,7 +7,6 @@ import random
 import struct
 import tracemalloc
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,9 @@ from PIL import Image, ImageFile, ImageOps
 
 from app.errors import ApiError
 from app.media.decode import MAX_IMAGE_BYTES, decode_image
+from tests.conftest import SHARED_DATA, require_research_photos
 
-CELEBA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celeba-dev" / "images"
+CELEBA = SHARED_DATA / "celeba-dev" / "images"
 
 
 def encode(image: Image.Image, fmt: str, **params: object) -> bytes:
@@ -47,6 +47,7 @@ def marked_image(width: int = 40, height: int = 20) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def photo_bytes() -> bytes:
+    require_research_photos("celeba-dev", "images", "000093.jpg")
     return (CELEBA / "000093.jpg").read_bytes()
 
 

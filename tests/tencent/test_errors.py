@@ -31,7 +31,6 @@ from tests.utils.tencent import (
 pytestmark = pytest.mark.slow
 
 ALICE, BOB = identity_photos(3), identity_photos(3, skip=1)
-PHOTO, OTHER_PHOTO = ALICE[0], BOB[0]
 
 
 def _jpeg(width: int, height: int) -> bytes:
@@ -184,7 +183,7 @@ def test_each_image_failure_has_its_code(
 
 
 def test_compare_says_which_photo_failed(http: httpx.Client, account: TencentAccount) -> None:
-    face = ("a.jpg", celeba_bytes(PHOTO))
+    face = ("a.jpg", celeba_bytes(ALICE[0]))
     first = post(http, "/face/compare", account, files={"imageA": ("b.jpg", b"x"), "imageB": face})
     assert fails(first, -1102, 400) == {"fail_flag": 1}
     second = post(
@@ -199,17 +198,17 @@ def test_compare_says_which_photo_failed(http: httpx.Client, account: TencentAcc
 def test_unknown_and_duplicate_entities_have_their_codes(
     http: httpx.Client, account: TencentAccount
 ) -> None:
-    assert code_of(_newperson(http, account, "p", ["g"], celeba_bytes(PHOTO))) == 0
-    fails(_newperson(http, account, "p", ["g"], celeba_bytes(OTHER_PHOTO)), -1302, 400)
+    assert code_of(_newperson(http, account, "p", ["g"], celeba_bytes(ALICE[0]))) == 0
+    fails(_newperson(http, account, "p", ["g"], celeba_bytes(BOB[0])), -1302, 400)
     fails(post(http, "/face/delperson", account, {"person_id": "nobody"}), -1303, 400)
-    photo = {"images[0]": ("x.jpg", celeba_bytes(OTHER_PHOTO))}
+    photo = {"images[0]": ("x.jpg", celeba_bytes(BOB[0]))}
     fails(post(http, "/face/addface", account, {"person_id": "nobody"}, files=photo), -1303, 400)
     fails(post(http, "/face/getfaceinfo", account, {"face_id": "1000000000000999999"}), -1305, 400)
     fails(post(http, "/face/getfaceinfo", account, {"face_id": "not-an-id"}), -1305, 400)
     unknown_faces = {"person_id": "p", "face_ids": ["1000000000000999999"]}
     fails(post(http, "/face/delface", account, unknown_faces), -1305, 400)
     fails(post(http, "/face/getpersonids", account, {"group_id": "nogroup"}), -1306, 400)
-    probe = {"image": ("x.jpg", celeba_bytes(PHOTO))}
+    probe = {"image": ("x.jpg", celeba_bytes(ALICE[0]))}
     fails(post(http, "/face/identify", account, {"group_id": "nog"}, files=probe), -1306, 400)
     empty = post(http, "/face/newperson", account, {"person_id": "q", "group_ids": [], "url": "u"})
     fails(empty, -1307, 400)
@@ -221,12 +220,12 @@ def test_limits_have_their_codes_and_a_refused_call_leaves_nothing(http: httpx.C
     small = tencent_account(
         quota={**DEFAULT_QUOTA, "faces_per_person": 1, "persons": 1, "groups": 1}
     )
-    fails(_newperson(http, small, "p", ["g1", "g2"], celeba_bytes(PHOTO)), -1311, 400)
+    fails(_newperson(http, small, "p", ["g1", "g2"], celeba_bytes(ALICE[0])), -1311, 400)
     assert code_of(post(http, "/face/getinfo", small, {"person_id": "p"})) == -1303
     assert post(http, "/face/getgroupids", small).json()["data"] == {"group_ids": []}
 
-    assert code_of(_newperson(http, small, "p", ["g1"], celeba_bytes(PHOTO))) == 0
-    fails(_newperson(http, small, "q", ["g1"], celeba_bytes(OTHER_PHOTO)), -1310, 400)
+    assert code_of(_newperson(http, small, "p", ["g1"], celeba_bytes(ALICE[0]))) == 0
+    fails(_newperson(http, small, "q", ["g1"], celeba_bytes(BOB[0])), -1310, 400)
     photo = {"images[0]": ("x.jpg", celeba_bytes(ALICE[1]))}
     data = fails(post(http, "/face/addface", small, {"person_id": "p"}, files=photo), -1309, 400)
     assert (data["added"], data["ret_codes"]) == (0, [-1309])
@@ -237,9 +236,9 @@ def test_limits_have_their_codes_and_a_refused_call_leaves_nothing(http: httpx.C
 def test_a_face_already_on_the_person_is_refused(
     http: httpx.Client, account: TencentAccount
 ) -> None:
-    assert code_of(_newperson(http, account, "p", ["g"], celeba_bytes(PHOTO))) == 0
+    assert code_of(_newperson(http, account, "p", ["g"], celeba_bytes(ALICE[0]))) == 0
     again = {
-        "images[0]": ("x.jpg", celeba_bytes(PHOTO)),
+        "images[0]": ("x.jpg", celeba_bytes(ALICE[0])),
         "images[1]": ("y.jpg", celeba_bytes(ALICE[1])),
     }
     added = post(http, "/face/addface", account, {"person_id": "p"}, files=again)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import update
@@ -16,7 +15,7 @@ from app.config import get_settings
 from app.db.models import Face
 from app.db.models import Image as ImageRow
 from app.db.session import session_scope
-from tests.conftest import SHARED_DATA, Credentials
+from tests.conftest import SHARED_DATA, Credentials, require_research_photos
 from tests.utils.api import HEX32
 
 CELEBA_IMAGES = SHARED_DATA / "celeba-dev" / "images"
@@ -59,10 +58,8 @@ def model_photo(name: str) -> bytes:
 
 
 def celeba_photo(name: str = ONE_FACE) -> bytes:
-    path = CELEBA_IMAGES / name
-    if not path.is_file():
-        pytest.skip(f"shared data set not found at {CELEBA_IMAGES}")
-    return path.read_bytes()
+    require_research_photos("celeba-dev", "images", name)
+    return (CELEBA_IMAGES / name).read_bytes()
 
 
 def encode(image: Image.Image, image_format: str, **options: object) -> bytes:

@@ -16,8 +16,9 @@ from PIL import Image
 from app.config import get_settings
 from app.vision.install import check_models, install_models
 from app.vision.pipeline import FaceAnalyzer
+from tests.conftest import SHARED_DATA, require_research_photos
 
-CELEBA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celeba-dev"
+CELEBA = SHARED_DATA / "celeba-dev"
 
 
 @pytest.fixture(scope="session")
@@ -50,9 +51,8 @@ def photo(models_dir: Path) -> Callable[[str], np.ndarray]:
 
 @pytest.fixture(scope="session")
 def celeba() -> Callable[[str], np.ndarray]:
-    """CelebA dev photo by file name; skips when the shared data set is absent."""
-    if not (CELEBA / "identities.tsv").is_file():
-        pytest.skip(f"shared data set not found at {CELEBA}")
+    """CelebA dev photo by file name; skips when the research photo set is absent."""
+    require_research_photos("celeba-dev", "identities.tsv")
 
     def load(name: str) -> np.ndarray:
         return np.asarray(Image.open(CELEBA / "images" / name).convert("RGB"))

@@ -17,6 +17,7 @@ from app.vision import attributes
 from app.vision.attributes import ATTRIBUTE_KEYS, describe
 from app.vision.pipeline import FaceAnalyzer
 from bench.fit_attributes import MTFL, Label, auc, load_face_image, read_labels
+from tests.conftest import require_research_photos
 
 PER_CLASS = 40  # 20 a class is too noisy: the first 20+20 smile faces alone give AUC 0.77
 
@@ -24,8 +25,7 @@ PER_CLASS = 40  # 20 a class is too noisy: the first 20+20 smile faces alone giv
 @pytest.fixture(scope="module")
 def held_out() -> list[Label]:
     """Held-out MTFL faces in a fixed pseudo-random order (SHA-1 of the path)."""
-    if not (MTFL / "labels.txt").is_file():
-        pytest.skip(f"shared data set not found at {MTFL}")
+    require_research_photos("mtfl-train", "labels.txt")
     faces = [label for label in read_labels() if label.held_out]
     return sorted(faces, key=lambda label: hashlib.sha1(label.path.encode()).hexdigest())
 

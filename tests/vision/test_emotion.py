@@ -16,6 +16,7 @@ from app.vision.install import _extract
 from app.vision.manifest import load_manifest
 from app.vision.pipeline import FaceAnalyzer
 from bench.fit_attributes import MTFL, auc, load_face_image, read_labels
+from tests.conftest import require_research_photos
 
 # TensorFlow 2.21 (tf.keras.models.load_model of fer's emotion_model.hdf5, Keras 3.15.1) on the
 # first four of np.random.default_rng(0).uniform(-1, 1, (12, 64, 64, 1)): computed once in a
@@ -96,8 +97,7 @@ def test_eyes_closing_and_mouth_opening_move_the_scores(
 def test_happy_ranks_mtfl_smiles(analyzer: FaceAnalyzer) -> None:
     """The network was never fitted here: MTFL's held-out smile labels check it (40 + 40; this
     subset gives 0.84, all 2,567 held-out faces 0.92, chance 0.5; same bar as the fitted rules)."""
-    if not (MTFL / "labels.txt").is_file():
-        pytest.skip(f"shared data set not found at {MTFL}")
+    require_research_photos("mtfl-train", "labels.txt")
     held = sorted(
         (label for label in read_labels() if label.held_out),
         key=lambda label: hashlib.sha1(label.path.encode()).hexdigest(),
