@@ -30,6 +30,19 @@ def _env_list(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in _env(name, "").split(",") if item.strip())
 
 
+# How Heroku, docker images and libpq spell a PostgreSQL URL; SQLAlchemy wants a driver named
+# (`postgres://` it refuses, `postgresql://` means psycopg2, which is not installed).
+POSTGRES_SCHEMES = ("postgres://", "postgresql://")
+
+
+def database_url(url: str) -> str:
+    """`url` with a PostgreSQL scheme spelled for the installed driver (psycopg 3)."""
+    for scheme in POSTGRES_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -58,6 +71,8 @@ class Settings:
     unauthenticated_reads: int
     auth_failure_limit: str
     secret_key: str | None  # base64 of 32 bytes; else the key file in data_dir
+    log_format: str  # "text" or "json"
+    metrics_token: str | None  # /metrics wants it as a Bearer token; unset: loopback only
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,7 +80,7 @@ class Settings:
         redis_url = _env("REDIS_URL", "") or None
         return cls(
             data_dir=data_dir,
-            database_url=_env("DATABASE_URL", f"sqlite:///{data_dir / 'facesrv.db'}"),
+            database_url=database_url(_env("DATABASE_URL", f"sqlite:///{data_dir / 'facesrv.db'}")),
             redis_url=redis_url,
             host=_env("HOST", "127.0.0.1"),
             port=_env_int("PORT", 8000),
@@ -96,6 +111,8 @@ class Settings:
             unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 8),
             auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "30q/60s"),
             secret_key=_env("SECRET_KEY", "") or None,
+            log_format=_env("LOG_FORMAT", "text").strip().lower(),
+            metrics_token=_env("METRICS_TOKEN", "") or None,
         )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,11 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.api.logs import install_redaction
+from app import __version__
+from app.api import ops
+from app.api.docs import install_docs
+from app.api.logs import configure_logging
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
+from app.config import get_settings
 from app.dialects.alibaba import routes as alibaba
 from app.dialects.huawei import routes as huawei
+from app.dialects.sensetime import auth as sensetime_auth
 from app.dialects.sensetime.routes import entities, face, info, matching
 from app.dialects.tencent import routes as tencent
 from app.errors import ApiError
@@ -71,21 +75,36 @@ async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         upkeep.stop()
 
 
+DESCRIPTION = """\
+A self-hosted face recognition server that speaks vendor HTTP APIs: SenseTime v1 (these paths),
+Tencent Youtu (`/face/...` POSTs signed with `Authorization`), Huawei FRS (`/v2/...`) and
+Alibaba Green sface (`/green/sface/...`).
+
+**Try it out**: *Authorize* with an `api_id` and `api_secret` (`facesrv account create --name me`
+prints them; the first start prints one), then open `/face/detection`, choose a photo and
+*Execute*. Operators: `/healthz`, `/readyz` and `/metrics` (see the README).
+"""
+
+
 def create_app() -> FastAPI:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    install_redaction()
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
     app = FastAPI(
         title="facesrv",
-        summary="SenseTime v1 compatible face recognition server",
+        version=__version__,
+        summary="Self-hosted face recognition server speaking the vendors' HTTP APIs",
+        description=DESCRIPTION,
         default_response_class=ApiResponse,
         lifespan=lifespan,
         redirect_slashes=False,  # `/info/api/` is an unknown path (404 JSON), not an empty 307
+        docs_url=None,  # served by install_docs, with local assets
+        redoc_url=None,
     )
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(RequestContextMiddleware)
+    app.include_router(ops.router)
     app.include_router(info.router)
     app.include_router(entities.router)
     app.include_router(face.router)
@@ -93,4 +112,5 @@ def create_app() -> FastAPI:
     app.include_router(tencent.router)
     app.include_router(huawei.router)
     app.include_router(alibaba.router)
+    install_docs(app, {**sensetime_auth.SECURITY_SCHEMES})
     return app

@@ -17,6 +17,7 @@ from functools import lru_cache
 from fastapi import Request
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.api.params import read_body
 from app.api.pools import get_pools
 from app.config import get_settings
@@ -86,6 +87,7 @@ def admit(
         if limiter.failures(db, keys, failure_limit) >= failure_limit.calls:
             retry_after = seconds_left(failure_limit, time.time())
             request.state.rate_headers = {"Retry-After": str(retry_after)}
+            metrics.RATE_LIMIT_REFUSALS.labels("auth").inc()
             reason = "too many failed authentications from this address or for this key"
             raise ApiError(403, "RATE_LIMIT_EXCEEDED", reason)
         failure = ApiError(401, "UNAUTHORIZED", refused)
@@ -106,8 +108,10 @@ def admit(
     with session_scope() as db:
         state = limiter.hit(db, account, RateLimit.parse(account.rate_limit))
     request.state.rate_headers = state.headers()
+    request.state.api_id = account.api_id  # for the request's log line
     if state.exceeded:
         request.state.rate_headers["Retry-After"] = str(state.reset)
+        metrics.RATE_LIMIT_REFUSALS.labels("account").inc()
         raise ApiError(403, "RATE_LIMIT_EXCEEDED")
     route = request.scope.get("route")
     path = getattr(route, "path", request.url.path)

@@ -201,13 +201,13 @@ def _is_json(media_type: str, body: bytes) -> bool:
 
 def _storable(name: str, text: str) -> str:
     if _UNSTORABLE_RE.search(text):
-        raise _argument(name, "contains a NUL character or a lone surrogate")
+        raise argument_error(name, "contains a NUL character or a lone surrogate")
     return text
 
 
-def _bounded(name: str, value: str | None, max_chars: int) -> str | None:
+def bounded(name: str, value: str | None, max_chars: int) -> str | None:
     if value is not None and len(value) > max_chars:
-        raise _argument(name, f"longer than {max_chars} characters")
+        raise argument_error(name, f"longer than {max_chars} characters")
     return value
 
 
@@ -220,7 +220,7 @@ def _numbered(name: str, keys: Iterable[str]) -> list[str]:
     return [key for _, key in sorted(found)]
 
 
-def _argument(name: str, problem: str) -> ApiError:
+def argument_error(name: str, problem: str) -> ApiError:
     return invalid_argument(f"argument '{name}': {problem}")
 
 
@@ -302,7 +302,7 @@ class Params:
             return None
         first = found[0]
         if any(other != first for other in found[1:]):
-            raise _argument(name, "given more than once with different values")
+            raise argument_error(name, "given more than once with different values")
         return first
 
     def _string(self, name: str) -> str | None:
@@ -315,28 +315,28 @@ class Params:
             try:
                 return _storable(name, value.decode("utf-8"))
             except UnicodeDecodeError:
-                raise _argument(name, "not valid UTF-8 text") from None
+                raise argument_error(name, "not valid UTF-8 text") from None
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise _argument(name, "must be a string")
+        raise argument_error(name, "must be a string")
 
     def text(self, name: str, *, required: bool = False) -> str | None:
         """A text argument as sent (not trimmed); JSON numbers are accepted in their string form."""
         value = self._string(name)
         if value is None and required:
-            raise _argument(name, "required")
+            raise argument_error(name, "required")
         return value
 
     def label(self, *, required: bool = False) -> str | None:
         """`name` of a person, group or faceset: not blank, at most MAX_NAME_CHARS."""
         value = self.text("name", required=required)
         if value is not None and not value.strip():
-            raise _argument("name", "must not be empty")
-        return _bounded("name", value, MAX_NAME_CHARS)
+            raise argument_error("name", "must not be empty")
+        return bounded("name", value, MAX_NAME_CHARS)
 
     def user_data(self) -> str | None:
         """`user_data`, free text of at most MAX_USER_DATA_CHARS (empty allowed: it clears it)."""
-        return _bounded("user_data", self.text("user_data"), MAX_USER_DATA_CHARS)
+        return bounded("user_data", self.text("user_data"), MAX_USER_DATA_CHARS)
 
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean sent as 1/0, "1"/"0", "true"/"false" or JSON true/false."""
@@ -353,7 +353,7 @@ class Params:
                 return True
             if word.strip().lower() in _FALSE:
                 return False
-        raise _argument(name, "must be 0 or 1")
+        raise argument_error(name, "must be 0 or 1")
 
     def integer(self, name: str, *, default: int, lo: int, hi: int) -> int:
         """An integer sent as a JSON number or a decimal string, checked against `lo..hi`."""
@@ -365,15 +365,15 @@ class Params:
         elif isinstance(value, str | bytes):
             digits = (self._string(name) or "").strip()
             if not _INT_RE.fullmatch(digits):
-                raise _argument(name, "must be an integer")
+                raise argument_error(name, "must be an integer")
             significant = digits.lstrip("+-").lstrip("0") or "0"
             if len(significant) > MAX_INTEGER_DIGITS:
-                raise _argument(name, f"not in range({lo}..{hi})")
+                raise argument_error(name, f"not in range({lo}..{hi})")
             number = -int(significant) if digits.startswith("-") else int(significant)
         else:
-            raise _argument(name, "must be an integer")
+            raise argument_error(name, "must be an integer")
         if not lo <= number <= hi:
-            raise _argument(name, f"not in range({lo}..{hi})")
+            raise argument_error(name, f"not in range({lo}..{hi})")
         return number
 
     def number(self, name: str, *, default: float, lo: float, hi: float) -> float:
@@ -382,19 +382,19 @@ class Params:
         if value is None:
             return default
         if isinstance(value, bool):
-            raise _argument(name, "must be a number")
+            raise argument_error(name, "must be a number")
         if isinstance(value, int | float):
             number = float(value)
         else:
             text = (self._string(name) or "").strip()
             if len(text) > 40:
-                raise _argument(name, "must be a number")
+                raise argument_error(name, "must be a number")
             try:
                 number = float(text)
             except ValueError:
-                raise _argument(name, "must be a number") from None
+                raise argument_error(name, "must be a number") from None
         if not (math.isfinite(number) and lo <= number <= hi):
-            raise _argument(name, f"not in range({lo:g}..{hi:g})")
+            raise argument_error(name, f"not in range({lo:g}..{hi:g})")
         return number
 
     def id_list(self, name: str) -> list[str] | None:
@@ -413,7 +413,7 @@ class Params:
                     if piece.strip():
                         ids[_storable(name, piece.strip())] = None
                 if len(ids) > MAX_LIST_ITEMS:
-                    raise _argument(name, f"more than {MAX_LIST_ITEMS} ids")
+                    raise argument_error(name, f"more than {MAX_LIST_ITEMS} ids")
         return list(ids)
 
     def _id_items(self, name: str, value: Raw) -> list[str]:
@@ -422,7 +422,7 @@ class Params:
             try:
                 value = value.decode("utf-8")
             except UnicodeDecodeError:
-                raise _argument(name, "not valid UTF-8 text") from None
+                raise argument_error(name, "not valid UTF-8 text") from None
         if isinstance(value, str):
             stripped = value.strip()
             if stripped.startswith("[") and stripped.endswith("]"):
@@ -430,7 +430,7 @@ class Params:
                 try:
                     value = json.loads(stripped)
                 except (ValueError, RecursionError):
-                    raise _argument(name, "must be a list of ids") from None
+                    raise argument_error(name, "must be a list of ids") from None
             else:
                 return [value]
         items = value if isinstance(value, list) else [value]
@@ -441,7 +441,7 @@ class Params:
             elif isinstance(item, int) and not isinstance(item, bool):
                 result.append(str(item))
             else:
-                raise _argument(name, "must be a list of ids")
+                raise argument_error(name, "must be a list of ids")
         return result
 
     def indexed(self, name: str) -> list[str] | None:
@@ -460,7 +460,7 @@ class Params:
         if not items and name not in self.values and not numbered:
             return None
         if len(items) > MAX_LIST_ITEMS:
-            raise _argument(name, f"more than {MAX_LIST_ITEMS} items")
+            raise argument_error(name, f"more than {MAX_LIST_ITEMS} items")
         return [_storable(name, item) for item in items]
 
     def indexed_files(self, name: str) -> list[bytes]:
@@ -474,7 +474,7 @@ class Params:
             return None
         first = found[0]
         if any(other != first for other in found[1:]):
-            raise _argument(name, "given more than once")
+            raise argument_error(name, "given more than once")
         return first
 
     def credentials(self) -> tuple[str | None, str | None]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 
+from app.api.fields import NOTHING, Form
 from app.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -16,13 +18,48 @@ log = logging.getLogger(__name__)
 Endpoint = TypeVar("Endpoint", bound=Callable[..., dict])
 
 
-def get_or_post(router: APIRouter, path: str) -> Callable[[Endpoint], Endpoint]:
-    """Both methods, as two routes so that each has its own OpenAPI operation id."""
+@dataclass(frozen=True)
+class Operations:
+    """A dialect's routes, each registered with the form its handler reads (app.api.fields), so
+    the OpenAPI operation lists the parameters the parser applies, behind the dialect's
+    security schemes (named in `security`, defined in the dialect's auth module)."""
 
-    def register(endpoint: Endpoint) -> Endpoint:
-        return router.get(path)(router.post(path)(endpoint))
+    router: APIRouter
+    dialect: str  # the operations' OpenAPI tag, and the `dialect` label of their metrics
+    security: list[dict[str, list[str]]]
+    responses: dict[int | str, dict[str, Any]]  # the dialect's error answers, described
 
-    return register
+    def add(self, method: str, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        extra = form.openapi(method, security=self.security)
+        return self.router.api_route(
+            path,
+            methods=[method],
+            openapi_extra=extra,
+            response_model=None,
+            description=form.description,
+            responses=self.responses,
+            tags=[self.dialect],
+        )
+
+    def get(self, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        return self.add("GET", path, form)
+
+    def post(self, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        return self.add("POST", path, form)
+
+    def put(self, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        return self.add("PUT", path, form)
+
+    def delete(self, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        return self.add("DELETE", path, form)
+
+    def get_or_post(self, path: str, form: Form = NOTHING) -> Callable[[Endpoint], Endpoint]:
+        """Both methods, as two routes so that each has its own OpenAPI operation id."""
+
+        def register(endpoint: Endpoint) -> Endpoint:
+            return self.get(path, form)(self.post(path, form)(endpoint))
+
+        return register
 
 
 def enveloped(render: Callable[[ApiError | None], Response]) -> type[APIRoute]:

@@ -106,6 +106,14 @@ class VectorIndex:
         """Removed faces still occupying the faiss indexes until the next compaction."""
         return self._slots.dead
 
+    @property
+    def memory_bytes(self) -> int:
+        """What the vectors and codes occupy (slots included, tombstones too): the bulk of the
+        index's memory, not Python's bookkeeping around it."""
+        flat = self._flat.ntotal * self.dim * 4
+        codes = self._codes.ntotal * self._codes.code_size if self._codes is not None else 0
+        return flat + codes + self._flat.ntotal * 8  # + the slot's id
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Insert or replace faces; in a batch with repeated ids the last one wins."""
         ids, vectors = _check_batch(ids, vectors, self.dim)

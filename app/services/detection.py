@@ -11,6 +11,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import get_settings
 from app.db.models import Account, Face, Image
 from app.errors import invalid_argument
@@ -74,6 +75,7 @@ def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool)
             if turned:
                 rgb = _rotate(rgb, turned)
         faces = analyzer.analyze(rgb, attributes=attributes, emotions=emotions)
+    metrics.FACES_DETECTED.inc(len(faces))
     return Analysis(decoded, rgb, turned, faces)
 
 

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQL
 Key = tuple[str, int]  # (collection kind, its row id)
 
 
+@dataclass(frozen=True)
+class IndexStats:
+    collections: int
+    vectors: int
+    memory_bytes: int
+    change_log_lag: int  # changes committed but not yet applied (the most over accounts)
+
+
 class IndexRegistry:
     """The worker's indexes, loaded on first use and kept current from the change log.
 
@@ -117,6 +126,26 @@ class IndexRegistry:
     def _account_lock(self, account_id: int) -> threading.Lock:
         with self._locks:
             return self._account_locks.setdefault(account_id, threading.Lock())
+
+    def stats(self, db: Session) -> IndexStats:
+        """What this worker holds, and how far its loaded accounts trail the change log."""
+        # Copies taken in one C call each (the GIL held throughout): no lock needed to read.
+        indexes = list(self._indexes.values())
+        applied = dict(self._applied)
+        lag = 0
+        if applied:
+            latest = db.execute(
+                select(IndexChange.account_id, func.max(IndexChange.seq))
+                .where(IndexChange.account_id.in_(applied))
+                .group_by(IndexChange.account_id)
+            ).all()
+            lag = max((seq - applied[account_id] for account_id, seq in latest), default=0)
+        return IndexStats(
+            collections=len(indexes),
+            vectors=sum(len(index) for index in indexes),
+            memory_bytes=sum(index.memory_bytes for index in indexes),
+            change_log_lag=max(lag, 0),
+        )
 
     def snapshot_path(self, collection: str, collection_id: int) -> Path:
         return self.snapshot_dir / f"{collection}-{collection_id}.faiss"

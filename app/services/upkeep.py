@@ -12,11 +12,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import ColumnElement, Row, Select, delete, exists, or_, select
+from sqlalchemy.orm import Session
 
+from app import metrics
 from app.config import get_settings
 from app.db.models import Account, Face, FacesetFace, Image
 from app.db.session import session_scope
 from app.services import changes, tasks
+from app.services.indexes import get_registry
 from app.services.ratelimit import (
     purge_old_failure_windows,
     purge_old_windows,
@@ -132,6 +135,15 @@ def prune_account_log(account_id: int, older_than: datetime, batch: int = PRUNE_
         after = old.through
 
 
+def publish_index_stats(db: Session) -> None:
+    """This worker's index gauges, every heartbeat (a scrape may reach another worker)."""
+    stats = get_registry().stats(db)
+    metrics.INDEX_COLLECTIONS.set(stats.collections)
+    metrics.INDEX_VECTORS.set(stats.vectors)
+    metrics.INDEX_MEMORY.set(stats.memory_bytes)
+    metrics.CHANGE_LOG_LAG.set(stats.change_log_lag)
+
+
 class Upkeep:
     def __init__(self) -> None:
         self._stop = threading.Event()
@@ -152,16 +164,22 @@ class Upkeep:
         last_purge = next_full_purge = -PURGE_EVERY_S
         purged_until: datetime | None = None
         while not self._stop.wait(HEARTBEAT_EVERY_S):
+            job = "heartbeat"
             try:
                 with session_scope() as db:
                     tasks.heartbeat(db)
                     tasks.sweep(db)
+                    publish_index_stats(db)
+                metrics.UPKEEP_PASSES.labels(job, "ok").inc()
                 if time.monotonic() - last_purge > PURGE_EVERY_S:
+                    job = "purge"
                     started, full = datetime.now(UTC), time.monotonic() >= next_full_purge
                     purge_expired(since=None if full else purged_until)
                     prune_change_log()
                     purged_until, last_purge = started, time.monotonic()
                     if full:
                         next_full_purge = last_purge + FULL_PURGE_EVERY_S
+                    metrics.UPKEEP_PASSES.labels(job, "ok").inc()
             except Exception:
+                metrics.UPKEEP_PASSES.labels(job, "failed").inc()
                 log.exception("upkeep failed; retrying")

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from app.vision.geometry import similarity_transform, warp_affine
-from app.vision.runtime import create_session
+from app.vision.runtime import TimedSession, create_session
 
 # SCRFD keypoint order (left eye, right eye, nose, left mouth, right mouth) on dlib's unit square.
 DLIB_CHIP_TEMPLATE = [
@@ -29,7 +28,7 @@ DLIB_CHIP_TEMPLATE = [
 class ChipClassifier:
     """Shared chip extraction and preprocessing; subclasses turn probabilities into a value."""
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [122.782, 117.001, 104.298]), np.float32)
@@ -70,7 +69,7 @@ class ChipClassifier:
 class AgeEstimator(ChipClassifier):
     """Age in years as the expectation over the network's 81 age bins."""
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         super().__init__(session, options)
         self.bins = np.asarray(options.get("bin_values", [0.25, *range(1, 81)]), np.float32)
 
@@ -84,7 +83,7 @@ class AgeEstimator(ChipClassifier):
 class GenderClassifier(ChipClassifier):
     """Probability that the face is male (the graph outputs female, male)."""
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         super().__init__(session, options)
         self.male_index = list(options.get("labels", ["female", "male"])).index("male")
 

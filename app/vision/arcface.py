@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from app.vision.geometry import similarity_transform, warp_affine
-from app.vision.runtime import create_session
+from app.vision.runtime import TimedSession, create_session
 
 # InsightFace's reference positions of eyes, nose tip and mouth corners in a 112x112 crop.
 ARCFACE_TEMPLATE = [
@@ -28,7 +27,7 @@ class ArcFace:
     The graph declares batch 1 but runs any batch; batching 8 crops saves ~25% per face on CPU.
     """
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [127.5] * 3), np.float32)

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from app.vision.geometry import apply_affine, invert_affine, scale_translate, warp_affine
-from app.vision.runtime import create_session
+from app.vision.runtime import TimedSession, create_session
 
 
 class Landmark106:
@@ -19,7 +18,7 @@ class Landmark106:
     The crop depends on the box, not on keypoints: that is how the model was trained.
     """
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [0.0] * 3), np.float32)

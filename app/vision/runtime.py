@@ -8,9 +8,13 @@ session spinning while the next model runs cost more than the models themselves)
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
+
+from app import metrics
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -25,7 +29,25 @@ def providers() -> list[str]:
     return [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
 
 
-def create_session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+class TimedSession:
+    """An InferenceSession whose every `run` is timed into facesrv_inference_duration_seconds."""
+
+    def __init__(self, session: ort.InferenceSession, model: str) -> None:
+        self._session = session
+        self._seconds = metrics.INFERENCE_SECONDS.labels(model)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._session.run(*args, **kwargs)
+        finally:
+            self._seconds.observe(time.perf_counter() - started)
+
+    def __getattr__(self, name: str) -> Any:  # get_inputs(), get_providers(), ...
+        return getattr(self._session, name)
+
+
+def create_session(path: Path, threads: int | None = None) -> TimedSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
@@ -34,4 +56,5 @@ def create_session(path: Path, threads: int | None = None) -> ort.InferenceSessi
     options.log_severity_level = 3
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers())
+    session = ort.InferenceSession(str(path), sess_options=options, providers=providers())
+    return TimedSession(session, Path(path).stem)

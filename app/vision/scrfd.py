@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from app.vision.geometry import nms
-from app.vision.runtime import create_session
+from app.vision.runtime import TimedSession, create_session
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class Detections:
 class SCRFD:
     """Runs one SCRFD graph: letterbox resize, forward, anchor decode, NMS."""
 
-    def __init__(self, session: ort.InferenceSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         # Shaped to broadcast over a (1, 3, H, W) blob, in the model's channel order.

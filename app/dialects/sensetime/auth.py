@@ -11,12 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import admit, unauthenticated_body
 from app.api.params import Params
+from app.api.routing import Operations
 from app.config import get_settings
 from app.db.models import Account
 from app.domain import Dialect
@@ -60,3 +61,48 @@ async def authenticate(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+# How the OpenAPI spec describes this authentication (Swagger UI's "Authorize" fills them in).
+SECURITY_SCHEMES = {
+    "api_id": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "api_id",
+        "description": "SenseTime v1 API account (`facesrv account create` prints it); "
+        "the query string, or any body encoding, carries it",
+    },
+    "api_secret": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "api_secret",
+        "description": "the account's secret, sent as it is (redacted from every log)",
+    },
+}
+
+
+def _error(description: str, *statuses: str) -> dict:
+    example = {"status": statuses[0], "reason": "what was wrong", "request_id": "…"}
+    return {
+        "description": f"{description}: `status` is {', '.join(statuses)}",
+        "content": {"application/json": {"example": example}},
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: _error(
+        "a wrong argument or image",
+        "INVALID_ARGUMENT",
+        "INVALID_IMAGE",
+        "INVALID_FACE",
+        "the other codes of the seed's error table",
+    ),
+    401: _error("no, wrong or expired credentials", "UNAUTHORIZED", "KEY_EXPIRED"),
+    403: _error("over the rate limit or not allowed", "RATE_LIMIT_EXCEEDED", "NO_PERMISSION"),
+    404: _error("no such API", "NOT_FOUND"),
+    408: _error("the body did not arrive in time", "REQUEST_TIMEOUT"),
+    413: _error("the body or image is too large", "REQUEST_ENTITY_TOO_LARGE"),
+}
+
+
+def operations(router: APIRouter) -> Operations:
+    return Operations(router, "sensetime", [{"api_id": [], "api_secret": []}], ERROR_RESPONSES)

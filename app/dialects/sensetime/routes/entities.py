@@ -8,17 +8,19 @@ seed's key order, the same for the three kinds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from fastapi import APIRouter
 
-from app.api.params import Params
-from app.api.routing import get_or_post
-from app.dialects.sensetime.auth import Caller, CallerDep
+from app.api import fields
+from app.api.fields import Args, Form
+from app.dialects.sensetime.auth import Caller, CallerDep, operations
 from app.errors import bad_request
 from app.services import membership
 from app.services.membership import FACESETS, GROUPS, PERSONS, KindSpec, MembershipResult
 
 router = APIRouter()
+operation = operations(router)
 
 OK = {"status": "OK"}
 
@@ -34,6 +36,47 @@ class Door:
     plural: str  # what /info/list_<kind>s lists entities as
     shows_name: bool  # create, add and remove answers carry the name (groups, facesets)
 
+    @property
+    def kind(self) -> str:
+        return self.id_key.removesuffix("_id")
+
+    def _entity(self) -> fields.Field:
+        return fields.text(self.id_key, f"the {self.kind}", required=True)
+
+    def _members(self, what: str) -> fields.Field:
+        member = self.member_key.removesuffix("_id")
+        return fields.ids(self.member_key, f"{member} ids {what}: a JSON array, comma-joined "
+                          "or the key repeated")  # fmt: skip
+
+    # What each operation on this kind takes (the parser reads these, OpenAPI lists them).
+    @cached_property
+    def create_form(self) -> Form:
+        return Form([
+            fields.label(f"the {self.kind}'s name", required=True),
+            self._members("to start with"),
+            fields.user_data(),
+        ])  # fmt: skip
+
+    @cached_property
+    def entity_form(self) -> Form:
+        return Form([self._entity()])
+
+    @cached_property
+    def members_form(self) -> Form:
+        return Form([self._entity(), self._members("to add or remove")])
+
+    @cached_property
+    def change_form(self) -> Form:
+        return Form([self._entity(), fields.label("a new name"), fields.user_data()])
+
+    @cached_property
+    def listing_form(self) -> Form:
+        return Form([
+            fields.integer("limit", "at most this many (default: all)", default=None, lo=1,
+                           hi=1_000_000),
+            fields.integer("offset", "skip this many first", default=0, lo=0, hi=2**31 - 1),
+        ])  # fmt: skip
+
 
 PERSON = Door(
     PERSONS, "person_id", "face_id", "EMPTY_FACE_ID", "face_count", "face_ids", "persons", False
@@ -46,18 +89,19 @@ FACESET = Door(
 )
 
 
-def _members(params: Params, door: Door) -> list[str]:
-    ids = params.id_list(door.member_key)
+def _members(args: Args, door: Door) -> list[str]:
+    ids = args[door.member_key]
     if not ids:
         raise bad_request(door.empty_status, f"argument '{door.member_key}' is empty")
     return ids
 
 
 def create(caller: Caller, door: Door) -> dict:
-    params = caller.params
-    name = params.label(required=True)
-    members = params.id_list(door.member_key) or []
-    entity, count = membership.create(caller.account, door.spec, name, params.user_data(), members)
+    args = door.create_form.read(caller.params)
+    members = args[door.member_key] or []
+    entity, count = membership.create(
+        caller.account, door.spec, args["name"], args["user_data"], members
+    )
     body: dict = {"status": "OK", door.id_key: entity.public_id}
     if door.shows_name:
         body["name"] = entity.name
@@ -67,7 +111,8 @@ def create(caller: Caller, door: Door) -> dict:
 
 
 def delete(caller: Caller, door: Door) -> dict:
-    membership.delete_entity(caller.account, door.spec, caller.params.text(door.id_key))
+    args = door.entity_form.read(caller.params)
+    membership.delete_entity(caller.account, door.spec, args[door.id_key])
     return OK
 
 
@@ -81,29 +126,30 @@ def _changed(door: Door, result: MembershipResult, changed_key: str) -> dict:
 
 
 def add(caller: Caller, door: Door) -> dict:
-    public_id, members = caller.params.text(door.id_key), _members(caller.params, door)
-    result = membership.add_members(caller.account, door.spec, public_id, members)
+    args = door.members_form.read(caller.params)
+    result = membership.add_members(
+        caller.account, door.spec, args[door.id_key], _members(args, door)
+    )
     return _changed(door, result, "added_count")
 
 
 def remove(caller: Caller, door: Door) -> dict:
-    public_id, members = caller.params.text(door.id_key), _members(caller.params, door)
-    result = membership.remove_members(caller.account, door.spec, public_id, members)
+    args = door.members_form.read(caller.params)
+    result = membership.remove_members(
+        caller.account, door.spec, args[door.id_key], _members(args, door)
+    )
     return _changed(door, result, "removed_count")
 
 
 def change(caller: Caller, door: Door) -> dict:
-    params = caller.params
-    membership.change(
-        caller.account, door.spec, params.text(door.id_key), params.label(), params.user_data()
-    )
+    args = door.change_form.read(caller.params)
+    membership.change(caller.account, door.spec, args[door.id_key], args["name"], args["user_data"])
     return OK
 
 
 def info(caller: Caller, door: Door) -> dict:
-    entity, members = membership.describe(
-        caller.account, door.spec, caller.params.text(door.id_key)
-    )
+    args = door.entity_form.read(caller.params)
+    entity, members = membership.describe(caller.account, door.spec, args[door.id_key])
     listed: list = (
         [{"person_id": member.public_id, "name": member.name} for member in members]
         if door is GROUP
@@ -120,10 +166,8 @@ def info(caller: Caller, door: Door) -> dict:
 
 def listing(caller: Caller, door: Door) -> dict:
     """Optional `limit`/`offset` for large deployments; absent means the seed's "everything"."""
-    params = caller.params
-    limit = params.integer("limit", default=1, lo=1, hi=1_000_000) if params.has("limit") else None
-    offset = params.integer("offset", default=0, lo=0, hi=2**31 - 1)
-    rows = membership.entities(caller.account, door.spec, limit, offset)
+    args = door.listing_form.read(caller.params)
+    rows = membership.entities(caller.account, door.spec, args["limit"], args["offset"])
     return {
         "status": "OK",
         door.plural: [{door.id_key: row.public_id, "name": row.name} for row in rows],
@@ -131,48 +175,48 @@ def listing(caller: Caller, door: Door) -> dict:
 
 
 # fmt: off
-@router.post("/person/create")
+@operation.post("/person/create", PERSON.create_form)
 def person_create(caller: CallerDep) -> dict: return create(caller, PERSON)
-@router.post("/person/delete")
+@operation.post("/person/delete", PERSON.entity_form)
 def person_delete(caller: CallerDep) -> dict: return delete(caller, PERSON)
-@router.post("/person/add_face")
+@operation.post("/person/add_face", PERSON.members_form)
 def person_add_face(caller: CallerDep) -> dict: return add(caller, PERSON)
-@router.post("/person/remove_face")
+@operation.post("/person/remove_face", PERSON.members_form)
 def person_remove_face(caller: CallerDep) -> dict: return remove(caller, PERSON)
-@router.post("/person/change")
+@operation.post("/person/change", PERSON.change_form)
 def person_change(caller: CallerDep) -> dict: return change(caller, PERSON)
-@get_or_post(router, "/info/person")
+@operation.get_or_post("/info/person", PERSON.entity_form)
 def info_person(caller: CallerDep) -> dict: return info(caller, PERSON)
-@get_or_post(router, "/info/list_persons")
+@operation.get_or_post("/info/list_persons", PERSON.listing_form)
 def list_persons(caller: CallerDep) -> dict: return listing(caller, PERSON)
 
-@router.post("/group/create")
+@operation.post("/group/create", GROUP.create_form)
 def group_create(caller: CallerDep) -> dict: return create(caller, GROUP)
-@router.post("/group/delete")
+@operation.post("/group/delete", GROUP.entity_form)
 def group_delete(caller: CallerDep) -> dict: return delete(caller, GROUP)
-@router.post("/group/add_person")
+@operation.post("/group/add_person", GROUP.members_form)
 def group_add_person(caller: CallerDep) -> dict: return add(caller, GROUP)
-@router.post("/group/remove_person")
+@operation.post("/group/remove_person", GROUP.members_form)
 def group_remove_person(caller: CallerDep) -> dict: return remove(caller, GROUP)
-@router.post("/group/change")
+@operation.post("/group/change", GROUP.change_form)
 def group_change(caller: CallerDep) -> dict: return change(caller, GROUP)
-@get_or_post(router, "/info/group")
+@operation.get_or_post("/info/group", GROUP.entity_form)
 def info_group(caller: CallerDep) -> dict: return info(caller, GROUP)
-@get_or_post(router, "/info/list_groups")
+@operation.get_or_post("/info/list_groups", GROUP.listing_form)
 def list_groups(caller: CallerDep) -> dict: return listing(caller, GROUP)
 
-@router.post("/faceset/create")
+@operation.post("/faceset/create", FACESET.create_form)
 def faceset_create(caller: CallerDep) -> dict: return create(caller, FACESET)
-@router.post("/faceset/delete")
+@operation.post("/faceset/delete", FACESET.entity_form)
 def faceset_delete(caller: CallerDep) -> dict: return delete(caller, FACESET)
-@router.post("/faceset/add_face")
+@operation.post("/faceset/add_face", FACESET.members_form)
 def faceset_add_face(caller: CallerDep) -> dict: return add(caller, FACESET)
-@router.post("/faceset/remove_face")
+@operation.post("/faceset/remove_face", FACESET.members_form)
 def faceset_remove_face(caller: CallerDep) -> dict: return remove(caller, FACESET)
-@router.post("/faceset/change")
+@operation.post("/faceset/change", FACESET.change_form)
 def faceset_change(caller: CallerDep) -> dict: return change(caller, FACESET)
-@get_or_post(router, "/info/faceset")
+@operation.get_or_post("/info/faceset", FACESET.entity_form)
 def info_faceset(caller: CallerDep) -> dict: return info(caller, FACESET)
-@get_or_post(router, "/info/list_facesets")
+@operation.get_or_post("/info/list_facesets", FACESET.listing_form)
 def list_facesets(caller: CallerDep) -> dict: return listing(caller, FACESET)
 # fmt: on

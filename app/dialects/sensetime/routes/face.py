@@ -5,15 +5,30 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from app.api import fields
 from app.api.analysis import analysed
+from app.api.fields import Form
 from app.db.models import Account
 from app.db.session import session_scope
-from app.dialects.sensetime.auth import CallerDep
+from app.dialects.sensetime.auth import CallerDep, operations
 from app.dialects.sensetime.presenters import detection_face
 from app.services import detection
 from app.services.detection import Analysis, Detection
 
 router = APIRouter()
+operation = operations(router)
+
+DETECTION = Form(
+    [
+        fields.image("file", "the photo (JPG, PNG, BMP, GIF, TIFF, WebP); this or `url`"),
+        fields.text("url", "an http(s) address the server fetches the photo from; or `file`"),
+        fields.flag("landmarks106", "1: the 106 landmarks of each face"),
+        fields.flag("attributes", "1: age, gender and the other attributes of each face"),
+        fields.flag("emotions", "1: the expression scores of each face"),
+        fields.flag("auto_rotate", "1: find the upright orientation from the faces"),
+        fields.user_data(),
+    ]
+)
 
 
 def _store(account: Account, analysis: Analysis, data: bytes, user_data: str | None) -> Detection:
@@ -21,25 +36,23 @@ def _store(account: Account, analysis: Analysis, data: bytes, user_data: str | N
         return detection.store(db, account, analysis, data, user_data)
 
 
-@router.post("/face/detection")
+@operation.post("/face/detection", DETECTION)
 async def face_detection(caller: CallerDep) -> dict:
     """Async so that the download and the analysis wait for their fair pools without a thread."""
-    params = caller.params
+    args = DETECTION.read(caller.params)
     account = caller.account
-    want_landmarks106 = params.flag("landmarks106")
-    want_attributes = params.flag("attributes")
-    want_emotions = params.flag("emotions")
-    auto_rotate = params.flag("auto_rotate")
-    user_data = params.user_data()
-    source = detection.image_source(params.file("file"), params.text("url"))
+    want_landmarks106 = args["landmarks106"]
+    want_attributes = args["attributes"]
+    want_emotions = args["emotions"]
+    source = detection.image_source(args["file"], args["url"])
     data, analysis = await analysed(
         account.id,
         source,
         attributes=want_attributes,
         emotions=want_emotions,
-        auto_rotate=auto_rotate,
+        auto_rotate=args["auto_rotate"],
     )
-    result = await run_in_threadpool(_store, account, analysis, data, user_data)
+    result = await run_in_threadpool(_store, account, analysis, data, args["user_data"])
     body: dict = {"image_id": result.image.public_id}
     if result.image.exif_orientation is not None:
         body["exif_orientation"] = result.image.exif_orientation

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.routing import get_or_post
+from app.api import fields
+from app.api.fields import Form
 from app.db.models import Image, as_utc
 from app.db.session import session_scope
-from app.dialects.sensetime.auth import CallerDep
+from app.dialects.sensetime.auth import CallerDep, operations
 from app.dialects.sensetime.presenters import info_face, info_image
 from app.domain import TaskStatus
 from app.errors import bad_request
@@ -16,9 +17,24 @@ from app.services.accounts import quota_of, usage_of
 from app.services.owned import usable_faces
 
 router = APIRouter()
+operation = operations(router)
+
+INFO_IMAGE = Form(
+    [
+        fields.text("image_id", "the image, from /face/detection", required=True),
+        fields.flag("with_faces", "1: the image's faces too"),
+    ]
+)
+INFO_FACE = Form(
+    [
+        fields.text("face_id", "the face, from /face/detection", required=True),
+        fields.flag("with_image", "1: the face's image too"),
+    ]
+)
+INFO_TASK = Form([fields.text("task_id", "the task an `async=1` call answered", required=True)])
 
 
-@get_or_post(router, "/info/api")
+@operation.get_or_post("/info/api")
 def info_api(caller: CallerDep) -> dict:
     account = caller.account
     body: dict = {"status": "OK", "rate_limit": account.rate_limit}
@@ -31,12 +47,12 @@ def info_api(caller: CallerDep) -> dict:
     return body
 
 
-@get_or_post(router, "/info/image")
+@operation.get_or_post("/info/image", INFO_IMAGE)
 def info_image_endpoint(caller: CallerDep) -> dict:
-    params = caller.params
-    with_faces = params.flag("with_faces")
+    args = INFO_IMAGE.read(caller.params)
+    with_faces = args["with_faces"]
     with session_scope() as db:
-        image = detection.find_image(db, caller.account.id, params.text("image_id"))
+        image = detection.find_image(db, caller.account.id, args["image_id"])
         if image is None:
             raise bad_request("INVALID_IMAGE", "invalid image_id")
         faces = detection.faces_of_image(db, image.id) if with_faces else []
@@ -46,13 +62,12 @@ def info_image_endpoint(caller: CallerDep) -> dict:
     return body
 
 
-@get_or_post(router, "/info/face")
+@operation.get_or_post("/info/face", INFO_FACE)
 def info_face_endpoint(caller: CallerDep) -> dict:
-    params = caller.params
-    with_image = params.flag("with_image")
-    face_id = params.text("face_id")
+    args = INFO_FACE.read(caller.params)
+    with_image = args["with_image"]
     with session_scope() as db:
-        (face,) = usable_faces(db, caller.account.id, [face_id or ""])
+        (face,) = usable_faces(db, caller.account.id, [args["face_id"]])
         image = db.get(Image, face.image_id) if with_image and face.image_id else None
     body = {"status": "OK", **info_face(face)}
     if image is not None:
@@ -60,10 +75,11 @@ def info_face_endpoint(caller: CallerDep) -> dict:
     return body
 
 
-@get_or_post(router, "/info/task")
+@operation.get_or_post("/info/task", INFO_TASK)
 def info_task(caller: CallerDep) -> dict:
+    args = INFO_TASK.read(caller.params)
     with session_scope() as db:
-        task = tasks.find(db, caller.account.id, caller.params.text("task_id", required=True))
+        task = tasks.find(db, caller.account.id, args["task_id"])
     if task is None:
         raise bad_request("INVALID_TASK", "invalid task_id")
     body: dict = {"status": "OK", "task_id": task.public_id, "task_status": task.status}

@@ -16,18 +16,64 @@ from functools import partial
 
 from fastapi import APIRouter
 
+from app.api import fields
+from app.api.fields import Args, Form
 from app.api.pools import get_pools
 from app.api.responses import ApiResponse
 from app.config import get_settings
 from app.db.models import Account
 from app.db.session import session_scope
-from app.dialects.sensetime.auth import Caller, CallerDep
+from app.dialects.sensetime.auth import Caller, CallerDep, operations
 from app.domain import TaskStatus
 from app.errors import invalid_argument
 from app.services import matching, tasks
 from app.services.matching import Candidate, Verification
 
 router = APIRouter()
+operation = operations(router)
+
+# Every matching call may run as a task (answered 202 with a task_id for /info/task).
+ASYNC = Form([fields.flag("async", "1: answer 202 with a task_id at once, the result later")])
+VERIFICATION = (
+    Form(
+        [
+            fields.text("face_id", "the face to verify", required=True),
+            fields.text("face2_id", "compare with this face; or `person_id`"),
+            fields.text("person_id", "compare with this person's faces; or `face2_id`"),
+        ]
+    )
+    + ASYNC
+)
+SEARCH = (
+    Form(
+        [
+            fields.text("face_id", "the face to look for", required=True),
+            fields.text("faceset_id", "search this faceset; or `face_ids`"),
+            fields.ids("face_ids", "search these faces; or `faceset_id`"),
+            fields.integer("top", "how many candidates", default=3, lo=1, hi=10),
+        ]
+    )
+    + ASYNC
+)
+IDENTIFICATION = (
+    Form(
+        [
+            fields.text("face_id", "the face to identify", required=True),
+            fields.text("group_id", "among this group's persons", required=True),
+            fields.integer("top", "how many candidates", default=2, lo=1, hi=5),
+        ]
+    )
+    + ASYNC
+)
+TRAINING = (
+    Form(
+        [
+            fields.ids(name, f"{name.removesuffix('_id')} ids to prepare for matching")
+            for name in ("face_id", "person_id", "faceset_id", "group_id")
+        ]
+    )
+    + ASYNC
+)
 
 
 def _number(confidence: float) -> float | int:
@@ -38,7 +84,7 @@ def _number(confidence: float) -> float | int:
 async def _respond(
     caller: Caller,
     endpoint: str,
-    args: dict,
+    args: Args,
     run: Callable[[Account, dict], dict],
     collections: tuple[list[str], list[str]] = ([], []),
 ) -> dict | ApiResponse:
@@ -49,7 +95,7 @@ async def _respond(
 def _respond_now(
     caller: Caller,
     endpoint: str,
-    args: dict,
+    args: Args,
     run: Callable[[Account, dict], dict],
     collections: tuple[list[str], list[str]] = ([], []),
 ) -> dict | ApiResponse:
@@ -59,7 +105,8 @@ def _respond_now(
     counting a million-face faceset on every search would cost more than the search.
     """
     threshold = get_settings().async_threshold
-    if caller.params.flag("async") or (threshold and _work_size(caller, *collections) > threshold):
+    asked = args.pop("async")
+    if asked or (threshold and _work_size(caller, *collections) > threshold):
         account = caller.account
         task = tasks.submit(account.id, endpoint, args, lambda: run(account, args))
         body = {"status": "OK", "task_id": task.public_id, "task_status": TaskStatus.PENDING.value}
@@ -94,14 +141,9 @@ def run_verification(account: Account, args: dict) -> dict:
         return _verification_body(result, "person_id", args["person_id"].strip().lower())
 
 
-@router.post("/face/verification", response_model=None)
+@operation.post("/face/verification", VERIFICATION)
 async def face_verification(caller: CallerDep) -> dict | ApiResponse:
-    params = caller.params
-    args = {
-        "face_id": params.text("face_id", required=True),
-        "face2_id": params.text("face2_id"),
-        "person_id": params.text("person_id"),
-    }
+    args = VERIFICATION.read(caller.params)
     if args["face2_id"] is None and args["person_id"] is None:
         raise invalid_argument("must specify 'face2_id' or 'person_id' argument")
     return await _respond(caller, "/face/verification", args, run_verification)
@@ -124,15 +166,9 @@ def run_search(account: Account, args: dict) -> dict:
     return {"candidates": _search_candidates(candidates), "face_id": query_id, "status": "OK"}
 
 
-@router.post("/face/search", response_model=None)
+@operation.post("/face/search", SEARCH)
 async def face_search(caller: CallerDep) -> dict | ApiResponse:
-    params = caller.params
-    args = {
-        "face_id": params.text("face_id", required=True),
-        "faceset_id": params.text("faceset_id"),
-        "face_ids": params.id_list("face_ids"),
-        "top": params.integer("top", default=3, lo=1, hi=10),
-    }
+    args = SEARCH.read(caller.params)
     if args["faceset_id"] is None and args["face_ids"] is None:
         raise invalid_argument("must specify 'face_ids' or 'faceset_id' argument")
     facesets = [args["faceset_id"]] if args["faceset_id"] else []
@@ -154,14 +190,9 @@ def run_identification(account: Account, args: dict) -> dict:
     }
 
 
-@router.post("/face/identification", response_model=None)
+@operation.post("/face/identification", IDENTIFICATION)
 async def face_identification(caller: CallerDep) -> dict | ApiResponse:
-    params = caller.params
-    args = {
-        "face_id": params.text("face_id", required=True),
-        "group_id": params.text("group_id", required=True),
-        "top": params.integer("top", default=2, lo=1, hi=5),
-    }
+    args = IDENTIFICATION.read(caller.params)
     return await _respond(
         caller, "/face/identification", args, run_identification, ([], [args["group_id"]])
     )
@@ -175,12 +206,11 @@ def run_training(account: Account, args: dict) -> dict:
     return {"status": "OK"}
 
 
-@router.post("/face/training", response_model=None)
+@operation.post("/face/training", TRAINING)
 async def face_training(caller: CallerDep) -> dict | ApiResponse:
-    params = caller.params
-    names = ("face_id", "person_id", "faceset_id", "group_id")
-    args = {name: params.id_list(name) or [] for name in names}
-    if not any(args.values()):
+    read = TRAINING.read(caller.params)
+    args = Args({name: value or [] for name, value in read.items()})
+    if not any(args[name] for name in ("face_id", "person_id", "faceset_id", "group_id")):
         raise invalid_argument(
             "must specify at least one of 'face_id', 'person_id', "
             "'faceset_id' or 'group_id' argument"
