@@ -17,10 +17,13 @@ from app.api.logs import configure_logging
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
 from app.config import get_settings
+from app.dialects.alibaba import auth as alibaba_auth
 from app.dialects.alibaba import routes as alibaba
+from app.dialects.huawei import auth as huawei_auth
 from app.dialects.huawei import routes as huawei
 from app.dialects.sensetime import auth as sensetime_auth
 from app.dialects.sensetime.routes import entities, face, info, matching
+from app.dialects.tencent import auth as tencent_auth
 from app.dialects.tencent import routes as tencent
 from app.errors import ApiError
 from app.services.detection import get_analyzer
@@ -86,6 +89,17 @@ prints them; the first start prints one), then open `/face/detection`, choose a 
 """
 
 
+def security_schemes() -> dict[str, dict]:
+    """Every dialect's schemes in the one spec; their names are prefixed by dialect (but
+    SenseTime's, which keeps its parameter names), so none may shadow another's."""
+    merged: dict[str, dict] = {}
+    for dialect in (sensetime_auth, tencent_auth, huawei_auth, alibaba_auth):
+        clash = merged.keys() & dialect.SECURITY_SCHEMES.keys()
+        assert not clash, f"security schemes named twice: {sorted(clash)}"
+        merged.update(dialect.SECURITY_SCHEMES)
+    return merged
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
@@ -112,5 +126,5 @@ def create_app() -> FastAPI:
     app.include_router(tencent.router)
     app.include_router(huawei.router)
     app.include_router(alibaba.router)
-    install_docs(app, {**sensetime_auth.SECURITY_SCHEMES})
+    install_docs(app, security_schemes())
     return app

@@ -36,6 +36,7 @@ class Kind(StrEnum):
     IDS = "ids"  # a JSON array, comma-joined ids or repeated keys
     LIST = "list"  # a JSON array, one value or indexed keys name[0], name[1], ...
     IMAGE = "image"  # a multipart file part
+    IMAGES = "images"  # multipart file parts name[0], name[1], ... in index order
     VALUE = "value"  # any JSON value, as received (objects, arrays)
 
 
@@ -70,14 +71,22 @@ class Field:
     items: str = "string"  # JSON type of a list's items
     # The dialect's own rule after the tolerant read (its error codes, its limits).
     check: Check = _unchecked
+    # The JSON schema of a VALUE field (it is read as received, so only its reader knows it).
+    shape: dict[str, Any] | None = None
+
+    @property
+    def is_file(self) -> bool:
+        """Travels as multipart file part(s) only: never in JSON, never in the query string."""
+        return self.kind in (Kind.IMAGE, Kind.IMAGES)
 
     def read(self, params: Params) -> Any:
+        """The tolerant read, then the dialect's `check`, then (text) the generic `required` and
+        `max_length`: the check runs first so that a dialect answers a missing or overlong value
+        with its own error code, the generic rule being the backstop for dialects without one."""
         name = self.name
         match self.kind:
             case Kind.TEXT:
-                value = params.text(name, required=self.required)
-                if self.max_length is not None:
-                    value = bounded(name, value, self.max_length)
+                value = params.text(name)
             case Kind.FLAG:
                 value = params.flag(name, bool(self.default))
             case Kind.INTEGER:
@@ -92,9 +101,17 @@ class Field:
                 value = params.indexed(name)
             case Kind.IMAGE:
                 value = params.file(name)
+            case Kind.IMAGES:
+                value = params.indexed_files(name)
             case Kind.VALUE:
                 value = params.value(name)
-        return self.check(name, value)
+        value = self.check(name, value)
+        if self.kind is Kind.TEXT:
+            if value is None and self.required:
+                raise argument_error(name, "required")
+            if self.max_length is not None:
+                value = bounded(name, value, self.max_length)
+        return value
 
     def schema(self) -> dict[str, Any]:
         schema: dict[str, Any]
@@ -115,8 +132,10 @@ class Field:
                 schema["maxItems"] = MAX_LIST_ITEMS
             case Kind.IMAGE:
                 schema = {"type": "string", "format": "binary"}
+            case Kind.IMAGES:
+                schema = {"type": "array", "items": {"type": "string", "format": "binary"}}
             case Kind.VALUE:
-                schema = {}
+                schema = dict(self.shape or {})
         return {**schema, "description": self.description}
 
 
@@ -156,9 +175,14 @@ def image(name: str, description: str, *, required: bool = False) -> Field:
     return Field(name, Kind.IMAGE, description, required)
 
 
-def value(name: str, description: str, *, required: bool = False, check: Check = _unchecked
-          ) -> Field:  # fmt: skip
-    return Field(name, Kind.VALUE, description, required, check=check)
+def images(name: str, description: str) -> Field:
+    """Image parts `name[0]`, `name[1]`, ... (how the Tencent SDK numbers an array of files)."""
+    return Field(name, Kind.IMAGES, description)
+
+
+def value(name: str, description: str, *, required: bool = False, check: Check = _unchecked,
+          shape: dict[str, Any] | None = None) -> Field:  # fmt: skip
+    return Field(name, Kind.VALUE, description, required, check=check, shape=shape)
 
 
 def label(description: str, *, required: bool = False) -> Field:
@@ -211,14 +235,14 @@ class Form:
                 "schema": {k: v for k, v in f.schema().items() if k != "description"},
             }
             for f in self.fields
-            if f.kind is not Kind.IMAGE
+            if not f.is_file
         ]
 
     def request_body(self) -> dict[str, Any]:
         content: dict[str, Any] = {}
         for media in self.media:
             multipart = media is Media.MULTIPART
-            carried = [f for f in self.fields if multipart or f.kind is not Kind.IMAGE]
+            carried = [f for f in self.fields if multipart or not f.is_file]
             schema: dict[str, Any] = {
                 "type": "object",
                 "properties": {f.name: f.schema() for f in carried},

@@ -21,12 +21,13 @@ from email.utils import parsedate_to_datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, unauthenticated_body
 from app.api.params import Params
+from app.api.routing import Operations
 from app.db.models import Account
 from app.dialects.alibaba.errors import GatewayError
 from app.domain import Dialect
@@ -101,7 +102,20 @@ def check_signature(request: Request, authorization: str, body: bytes) -> Accoun
     return admit(request, access_key, verify)
 
 
-async def authenticate(request: Request) -> Caller:
+ClientInfo = Annotated[
+    str | None,
+    Query(
+        alias="clientInfo",
+        description='the calling client as JSON (`{"userId", "userNick", "userType"}`; '
+        "the SDK's `set_ClientInfo` spells it `ClientInfo`): accepted, signed and ignored",
+    ),
+]
+
+
+async def authenticate(request: Request, client_info: ClientInfo = None) -> Caller:
+    """`clientInfo` is declared here, where every operation has it, so that the spec lists it:
+    the SDK sends it in the query string of every call (and signs it), the server keeps none."""
+    del client_info
     body = await unauthenticated_body(request)
     authorization = request.headers.get("authorization", "")
     account = await run_in_threadpool(check_signature, request, authorization, body)
@@ -109,3 +123,62 @@ async def authenticate(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+# How the OpenAPI spec describes this authentication; the name is prefixed so that it cannot
+# collide with another dialect's in the one spec.
+SECURITY_SCHEMES = {
+    "alibaba_signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "`acs <AccessKeyId>:<Signature>`, the Signature being base64 "
+        "HMAC-SHA1(AccessKeySecret, string to sign): `METHOD\\nAccept\\nContent-MD5\\n"
+        "Content-Type\\nDate\\n`, then each `x-acs-*` header lower-cased and sorted as "
+        "`name:value\\n`, then the path and the query sorted by name (`?a=1&b=2`, values not "
+        "URL-encoded). Every `x-acs-*` header sent is signed: the SDK sends `x-acs-version` "
+        "(2018-05-09), `x-acs-signature-method: HMAC-SHA1`, `x-acs-signature-version: 1.0` and "
+        "`x-acs-region-id`, the server requires none of them. `Date` (RFC "
+        f"1123) must be within {CLOCK_SKEW_S // 60} minutes of the server's clock and "
+        "`Content-MD5` (base64 MD5) must be the body's. `facesrv account credential add` "
+        "issues the AccessKey pair.",
+    },
+}
+
+
+def _error(description: str, *codes: str) -> dict:
+    example = {"Code": codes[0], "Message": "what was wrong", "RequestId": "…"}
+    return {
+        "description": f"the gateway refused the request ({description}): `Code` is "
+        f"{', '.join(codes)}",
+        "content": {"application/json": {"example": example}},
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    200: {
+        "description": 'the operation\'s answer, `{"code": 200, "requestId", "data": '
+        '{"code": 200, ...}}`; or its business failure, still HTTP 200, with Green\'s `code` '
+        "400 (bad request), 404 (no such person, group or face), 480 (download failed), 588 "
+        "(quota exceeded), 589 (image too large), 590 (bad image format) or 592 (download "
+        "timeout), `msg` saying why and `data` empty",
+        "content": {
+            "application/json": {
+                "example": {"code": 404, "msg": "no such person", "requestId": "…", "data": {}}
+            }
+        },
+    },
+    400: _error(
+        "signature, AccessKey, Date, Content-MD5 or throttling",
+        *("SignatureDoesNotMatch", "IncompleteSignature", "InvalidTimeStamp.Expired"),
+        *("InvalidTimeStamp.Format", "ContentMD5NotMatched", "InvalidAccessKeyId.Inactive"),
+        *("Throttling.User", "RequestTimeout"),
+    ),
+    403: _error("the account may not call this", "Forbidden"),
+    404: _error("no such AccessKeyId", "InvalidAccessKeyId.NotFound"),
+    413: _error("the body is too large", "RequestEntityTooLarge"),
+    500: _error("an internal failure", "InternalError"),
+}
+
+
+def operations(router: APIRouter) -> Operations:
+    return Operations(router, "alibaba", [{"alibaba_signature": []}], ERROR_RESPONSES)

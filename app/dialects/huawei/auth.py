@@ -29,12 +29,13 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl, quote
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, unauthenticated_body
 from app.api.params import Params
+from app.api.routing import Operations
 from app.db.models import Account
 from app.dialects.huawei.errors import HuaweiError, gateway_refusal
 from app.domain import Dialect
@@ -149,9 +150,17 @@ def check_token(request: Request, token: str) -> Account:
     return admit(request, key_id, verify)
 
 
-async def authenticate(request: Request) -> Caller:
+ProjectId = Annotated[
+    str,
+    Path(description="the project the credential belongs to (its `project_id` attribute)"),
+]
+
+
+async def authenticate(request: Request, project_id: ProjectId) -> Caller:
     """The body is part of what the signature covers, so it is read first, under the bound on
-    unauthenticated reads every dialect shares."""
+    unauthenticated reads every dialect shares. `project_id` is declared here (every route has
+    it) so that the spec lists it; `_project_matches` checks it."""
+    del project_id  # checked from request.path_params, with the X-Project-Id header
     body = await unauthenticated_body(request)
     token = request.headers.get("x-auth-token")
     authorization = request.headers.get("authorization")
@@ -166,3 +175,56 @@ async def authenticate(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+# How the OpenAPI spec describes the two ways in (either one opens every operation); the names
+# are prefixed so that they cannot collide with another dialect's in the one spec.
+SECURITY_SCHEMES = {
+    "huawei_token": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Auth-Token",
+        "description": "a token an operator issued (`facesrv account credential add API_ID "
+        "--dialect huawei-token --attribute project_id=...`), stored hashed; it opens only its "
+        "project's paths (FRS.0002 otherwise)",
+    },
+    "huawei_signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": f"the API gateway's AK/SK signature, as the SDK sends it: `{ALGORITHM} "
+        "Access=<AK>, SignedHeaders=<h1;h2>, Signature=<hex>` with an `X-Sdk-Date: "
+        f"YYYYMMDDTHHMMSSZ` header (at most {CLOCK_SKEW_S // 60} minutes off). The signature is "
+        "the hex "
+        f"HMAC-SHA256(SK, `{ALGORITHM}\\n<X-Sdk-Date>\\nhex SHA-256(canonical request)`), the "
+        "canonical request being the method, the path with a trailing slash, the sorted "
+        "encoded query, each signed header `name:value`, the signed header names and the "
+        "body's SHA-256 (or `X-Sdk-Content-Sha256`, e.g. `UNSIGNED-PAYLOAD` for multipart). "
+        "APIG.0301 when it does not verify.",
+    },
+}
+
+
+def _error(description: str, *codes: str) -> dict:
+    example = {"error_code": codes[0], "error_msg": "what was wrong"}
+    return {
+        "description": f"{description}: `error_code` is {', '.join(codes)}",
+        "content": {"application/json": {"example": example}},
+    }
+
+
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: _error(
+        "a wrong request, image, face set or face",
+        *("FRS.0011", "FRS.0012", "FRS.0013", "FRS.0014", "FRS.0015", "FRS.0016", "FRS.0017"),
+        *("FRS.0020", "FRS.0301", "FRS.0302", "FRS.0304", "FRS.0402", "FRS.0403", "FRS.0404"),
+    ),
+    401: _error("the AK/SK signature is missing or does not verify (the gateway's)", "APIG.0301"),
+    403: _error("the token is refused, or the account disabled", "FRS.0002", "FRS.0202"),
+    429: _error("over the rate limit (the gateway's)", "APIG.0308"),
+    500: _error("an internal failure", "FRS.0018"),
+}
+
+
+def operations(router: APIRouter) -> Operations:
+    either = [{"huawei_token": []}, {"huawei_signature": []}]
+    return Operations(router, "huawei", either, ERROR_RESPONSES)

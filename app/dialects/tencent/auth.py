@@ -32,15 +32,16 @@ from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, get_limiter
 from app.api.params import Params
+from app.api.routing import Operations
 from app.config import get_settings
 from app.db.models import Account
-from app.dialects.tencent.errors import Code, TencentError
+from app.dialects.tencent.errors import SIGNATURE_CODES, Code, TencentError, http_status
 from app.domain import Dialect
 from app.services import credentials
 
@@ -145,3 +146,52 @@ async def authenticate(request: Request) -> Caller:
 
 
 CallerDep = Annotated[Caller, Depends(authenticate)]
+
+# How the OpenAPI spec describes this authentication; the name is prefixed so that it cannot
+# collide with another dialect's in the one spec.
+SECURITY_SCHEMES = {
+    "tencent_signature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": "Tencent Youtu signature, made afresh for every call: "
+        "`base64(HMAC-SHA1(SecretKey, plain) + plain)`, `plain` being "
+        "`a=<AppId>&b=<bucket>&k=<SecretId>&e=<expiry>&t=<now>&r=<random>&f=` (Python SDK) or "
+        "`a=<AppId>&k=<SecretId>&e=<expiry>&t=<now>&r=<random>&u=0&f=` (Node SDK), fields in "
+        f"any order; `e` and `t` are Unix times, allowed {CLOCK_SKEW_S} s of clock skew. Each "
+        "signature is accepted once (code 13 after). The body's `appid` (and `bucket`), when "
+        "sent, must be the signature's (code 6). `facesrv account credential add` issues the "
+        "AppId, SecretId and SecretKey.",
+    },
+}
+
+
+def _error(description: str, *codes: Code) -> dict:
+    example = {"data": {}, "code": int(codes[0]), "message": "what was wrong"}
+    listed = ", ".join(f"{int(code)} ({code.name.lower()})" for code in codes)
+    return {
+        "description": f"{description}: `code` is {listed}; `data` may say more (`fail_flag`, "
+        "`ret_codes`)",
+        "content": {"application/json": {"example": example}},
+    }
+
+
+# The seed names no HTTP status; errors.http_status chooses these. Clients read `code`.
+ERROR_RESPONSES: dict[int | str, dict] = {
+    400: _error(
+        "a wrong parameter, image or entity, or a full limit",
+        *(code for code in Code if http_status(code) == 400),
+    ),
+    401: _error(
+        "the signature is missing, malformed, wrong, expired or replayed", *sorted(SIGNATURE_CODES)
+    ),  # fmt: skip
+    403: _error(
+        "the account is refused or over its rate", Code.ACCOUNT_REFUSED, Code.TOO_FREQUENT
+    ),  # fmt: skip
+    413: _error("the body is too large", Code.BODY_TOO_LARGE),
+    500: _error("an internal failure", Code.INTERNAL),
+}
+
+
+def operations(router: APIRouter) -> Operations:
+    return Operations(router, "tencent", [{"tencent_signature": []}], ERROR_RESPONSES)
