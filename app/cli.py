@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -12,10 +16,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app import __version__
 from app.config import get_settings
-from app.db.migrate import upgrade
+from app.db.migrate import DatabaseUnavailable, upgrade
 from app.db.models import Account, as_utc
-from app.db.session import session_scope
+from app.db.session import safe_url, session_scope
 from app.domain import Dialect
 from app.services import credentials
 from app.services.accounts import RateLimit, create_account, find_account, parse_quota
@@ -207,51 +212,119 @@ def ensure_first_account() -> None:
         )
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on host:port, found before the models load (seconds)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is taken (another server?): use --port or FACESRV_PORT"
+                )
+            return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    return None
 
-    from app.api.http_protocol import PROTOCOL
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    host, port = args.host or settings.host, args.port or settings.port
+    problem = port_problem(host, port)
+    if problem:
+        print(f"facesrv: {problem}", file=sys.stderr)
+        return 2
     from app.vision.install import check_models
 
-    settings = get_settings()
     problems = check_models(settings.model_manifest, settings.models_dir)
     if problems:
-        print("facesrv: the model pack is not ready:", *problems, sep="\n  ", file=sys.stderr)
-        print("Run `facesrv models install` first.", file=sys.stderr)
+        print(
+            f"facesrv: the model pack in {settings.models_dir} is not ready:",
+            *problems,
+            sep="\n  ",
+            file=sys.stderr,
+        )
+        print("Run `facesrv models install` first (or set FACESRV_MODELS_DIR).", file=sys.stderr)
         return 2
     upgrade(settings.database_url)
     ensure_first_account()
+    # Before anything imports prometheus_client: every worker then writes its samples to files
+    # there, and /metrics reads them all (app.metrics). A fresh folder per start: no stale pids.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facesrv-metrics-")
+    import uvicorn
+
+    from app.api.http_protocol import PROTOCOL
+    from app.api.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        host=host,
+        port=port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level,
+        log_config=None,  # ours (configure_logging), in every worker too
+        access_log=False,  # each request's line comes from app.api.middleware, redacted
         http=PROTOCOL,
     )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facesrv", description=__doc__)
+    settings = get_settings()
+    parser = argparse.ArgumentParser(
+        prog="facesrv",
+        description=__doc__,
+        epilog="Settings come from FACESRV_* environment variables (README, Configuration).",
+    )
+    parser.add_argument("--version", action="version", version=f"facesrv {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    serve = commands.add_parser("serve", help="run the HTTP server (migrates the store first)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int)
+    serve = commands.add_parser(
+        "serve",
+        help="run the HTTP server (migrates the store first)",
+        description=f"Serve every dialect on one port (store: {safe_url(settings.database_url)})",
+    )
+    serve.add_argument(
+        "--host", help=f"address to listen on (default: FACESRV_HOST, now {settings.host})"
+    )
+    serve.add_argument(
+        "--port", type=int, help=f"port to listen on (default: FACESRV_PORT, now {settings.port})"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help=f"worker processes (default: FACESRV_WORKERS, now {settings.workers})",
+    )
     serve.set_defaults(run=cmd_serve)
 
     account = commands.add_parser("account", help="manage API accounts").add_subparsers(
         dest="action", required=True
     )
     create = account.add_parser("create", help="create an account and print its credentials")
-    create.add_argument("--name", required=True)
-    create.add_argument("--rate-limit", type=lambda text: RateLimit.parse(text) and text)
-    create.add_argument("--quota", help="e.g. groups=10,persons=80,faces_per_person=10")
-    create.add_argument("--expires", type=_expires, help="ISO 8601, e.g. 2027-01-01T00:00:00+08:00")
-    create.add_argument("--endpoints", type=_endpoints, help="allow only these paths, comma-joined")
+    create.add_argument("--name", required=True, help="a label for the operator (required)")
+    create.add_argument(
+        "--rate-limit",
+        type=lambda text: RateLimit.parse(text) and text,
+        help=f"calls per window, e.g. 50q/10s (default: {settings.default_rate_limit})",
+    )
+    create.add_argument(
+        "--quota",
+        help="limits to change, e.g. groups=10,persons=80 "
+        f"(default: FACESRV_DEFAULT_QUOTA, now {settings.default_quota})",
+    )
+    create.add_argument(
+        "--expires",
+        type=_expires,
+        help="ISO 8601, e.g. 2027-01-01T00:00:00+08:00 (default: never)",
+    )
+    create.add_argument(
+        "--endpoints",
+        type=_endpoints,
+        help="allow only these paths, comma-joined (default: every endpoint)",
+    )
     create.add_argument("--api-id", help="keep a client's existing api_id (default: generated)")
     create.add_argument("--api-secret", help="keep a client's existing secret (default: generated)")
     create.set_defaults(run=cmd_account_create)
@@ -262,33 +335,42 @@ def build_parser() -> argparse.ArgumentParser:
         ("delete", cmd_account_delete, "delete an account and everything it owns"),
     ):
         command = account.add_parser(name, help=text)
-        command.add_argument("api_id")
+        command.add_argument("api_id", help="the account's api_id, or any of its key ids")
         command.set_defaults(run=run)
     dialects = [dialect.value for dialect in Dialect]
     rotate = account.add_parser("rotate-secret", help="a new secret for one credential")
-    rotate.add_argument("api_id")
-    rotate.add_argument("--dialect", choices=dialects, default=Dialect.SENSETIME.value)
+    rotate.add_argument("api_id", help="the account's api_id, or any of its key ids")
+    rotate.add_argument(
+        "--dialect",
+        choices=dialects,
+        default=Dialect.SENSETIME.value,
+        help="whose credential (default: %(default)s)",
+    )
     rotate.add_argument("--key-id", help="default: the api_id given")
     rotate.add_argument("--secret", help="the new secret (default: generated)")
     rotate.set_defaults(run=cmd_account_rotate_secret)
     credential = account.add_parser("credential", help="an account's credentials per dialect")
     credential_actions = credential.add_subparsers(dest="credential_action", required=True)
     add = credential_actions.add_parser("add", help="add a credential, given or generated")
-    add.add_argument("api_id")
-    add.add_argument("--dialect", choices=dialects, required=True)
+    add.add_argument("api_id", help="the account's api_id, or any of its key ids")
+    add.add_argument("--dialect", choices=dialects, required=True, help="the door it opens")
     add.add_argument("--key-id", help="SecretId, AK or AccessKeyId (default: generated)")
     add.add_argument("--secret", help="SecretKey, SK or AccessKeySecret (default: generated)")
     add.add_argument(
-        "--attribute", action="append", default=[], type=_attribute, help="e.g. app_id=1251000000"
+        "--attribute",
+        action="append",
+        default=[],
+        type=_attribute,
+        help="NAME=VALUE, repeatable, e.g. app_id=1251000000 (default: generated where needed)",
     )
     add.set_defaults(run=cmd_credential_add)
     listing = credential_actions.add_parser("list", help="list credentials (never secrets)")
-    listing.add_argument("api_id")
+    listing.add_argument("api_id", help="the account's api_id, or any of its key ids")
     listing.set_defaults(run=cmd_credential_list)
     remove = credential_actions.add_parser("remove", help="remove one credential")
-    remove.add_argument("api_id")
-    remove.add_argument("--dialect", choices=dialects, required=True)
-    remove.add_argument("--key-id", required=True)
+    remove.add_argument("api_id", help="the account's api_id, or any of its key ids")
+    remove.add_argument("--dialect", choices=dialects, required=True, help="the door it opens")
+    remove.add_argument("--key-id", required=True, help="the credential's key id")
     remove.set_defaults(run=cmd_credential_remove)
 
     db = commands.add_parser("db", help="the entity store").add_subparsers(
@@ -316,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:  # CredentialError too: taken or malformed
         print(f"facesrv: {error}", file=sys.stderr)
         return 2
+    except DatabaseUnavailable as error:  # one line, not a traceback
+        print(f"facesrv: {error}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

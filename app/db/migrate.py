@@ -4,8 +4,23 @@ from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from app.config import REPO_ROOT
+from app.db.session import safe_url
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database URL is malformed or names a database that cannot be reached."""
+
+    def __init__(self, database_url: str, error: Exception) -> None:
+        lines = str(error).strip().splitlines()
+        detail = lines[0] if lines else type(error).__name__
+        if isinstance(error, ArgumentError):
+            hint = "check FACESRV_DATABASE_URL (sqlite:///path or postgresql://user@host/db)"
+        else:
+            hint = "is the server running, and the URL's host, port, user and database right?"
+        super().__init__(f"database {safe_url(database_url)}: {detail} ({hint})")
 
 
 def alembic_config(database_url: str) -> Config:
@@ -16,4 +31,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str) -> None:
-    command.upgrade(alembic_config(database_url), "head")
+    try:
+        command.upgrade(alembic_config(database_url), "head")
+    except SQLAlchemyError as error:
+        raise DatabaseUnavailable(database_url, error) from error

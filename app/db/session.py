@@ -50,8 +50,8 @@ def safe_url(url: str) -> str:
     """The URL without its password, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: say nothing of it but its scheme
-        return url.split(":", 1)[0] + "://…"
+    except Exception:  # noqa: BLE001 - unparsable: repeat none of it (it may hold a password)
+        return "(an unparsable URL)"
 
 
 @lru_cache(maxsize=4)
