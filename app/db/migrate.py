@@ -16,8 +16,8 @@ class DatabaseUnavailable(RuntimeError):
     def __init__(self, database_url: str, error: Exception) -> None:
         lines = str(error).strip().splitlines()
         detail = lines[0] if lines else type(error).__name__
-        if isinstance(error, ArgumentError):
-            hint = "check FACESRV_DATABASE_URL (sqlite:///path or postgresql://user@host/db)"
+        if isinstance(error, ArgumentError | ImportError):  # malformed, or another database's
+            hint = "FACESRV_DATABASE_URL takes sqlite:///path or postgresql://user@host/db"
         else:
             hint = "is the server running, and the URL's host, port, user and database right?"
         super().__init__(f"database {safe_url(database_url)}: {detail} ({hint})")
@@ -33,5 +33,5 @@ def alembic_config(database_url: str) -> Config:
 def upgrade(database_url: str) -> None:
     try:
         command.upgrade(alembic_config(database_url), "head")
-    except SQLAlchemyError as error:
+    except (SQLAlchemyError, ImportError) as error:  # ImportError: a driver we do not ship
         raise DatabaseUnavailable(database_url, error) from error
