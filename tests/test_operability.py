@@ -324,3 +324,10 @@ def test_a_postgres_scheme_url_reaches_the_database(
     finally:
         monkeypatch.undo()
         forget_process_state()
+
+
+def test_an_empty_url_beside_a_file_is_no_url(client: TestClient, account: Credentials) -> None:
+    """What Swagger UI's form (and any HTML form) sends when the url field is left blank."""
+    files = {"file": model_photo("yaoming.jpg")}
+    body = ok(client.post("/face/detection", params=account.query, data={"url": ""}, files=files))
+    assert len(body["faces"]) == 1

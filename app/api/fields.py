@@ -120,6 +120,8 @@ class Field:
                 schema = {"type": "string"}
                 if self.max_length is not None:
                     schema["maxLength"] = self.max_length
+                if not self.required:  # Swagger UI would fill in and send "string"
+                    schema["example"] = ""
             case Kind.FLAG:
                 schema = {"type": "boolean", "default": bool(self.default)}
             case Kind.INTEGER | Kind.NUMBER:

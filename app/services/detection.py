@@ -54,10 +54,14 @@ class Analysis:
 
 
 def image_source(file: bytes | None, url: str | None) -> bytes | str:
-    """The upload's bytes, or the url to download (under the SSRF rules of app.media.fetch)."""
+    """The upload's bytes, or the url to download (under the SSRF rules of app.media.fetch).
+
+    An empty `url` is no url: HTML forms, Swagger UI's among them, send every field, empty or not.
+    """
+    url = url or None
     if (file is None) == (url is None):
         raise invalid_argument("must specify 'file' or 'url' argument")
-    return file if file is not None else url or ""
+    return file if file is not None else url
 
 
 def _rotate(rgb: np.ndarray, clockwise: int) -> np.ndarray:
