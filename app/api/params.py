@@ -327,17 +327,6 @@ class Params:
             raise argument_error(name, "required")
         return value
 
-    def label(self, *, required: bool = False) -> str | None:
-        """`name` of a person, group or faceset: not blank, at most MAX_NAME_CHARS."""
-        value = self.text("name", required=required)
-        if value is not None and not value.strip():
-            raise argument_error("name", "must not be empty")
-        return bounded("name", value, MAX_NAME_CHARS)
-
-    def user_data(self) -> str | None:
-        """`user_data`, free text of at most MAX_USER_DATA_CHARS (empty allowed: it clears it)."""
-        return bounded("user_data", self.text("user_data"), MAX_USER_DATA_CHARS)
-
     def flag(self, name: str, default: bool = False) -> bool:
         """A boolean sent as 1/0, "1"/"0", "true"/"false" or JSON true/false."""
         value = self._one(name)

@@ -27,7 +27,9 @@ DETECTION = Form(
         fields.flag("emotions", "1: the expression scores of each face"),
         fields.flag("auto_rotate", "1: find the upright orientation from the faces"),
         fields.user_data(),
-    ]
+    ],
+    description="Find the faces in a photo (uploaded or fetched): boxes, 21 landmarks, quality "
+    "and, when asked, 106 landmarks, attributes and expressions. Ids last 5 days.",
 )
 
 

@@ -23,15 +23,20 @@ INFO_IMAGE = Form(
     [
         fields.text("image_id", "the image, from /face/detection", required=True),
         fields.flag("with_faces", "1: the image's faces too"),
-    ]
+    ],
+    description="An image detection stored: its size and, when asked, its faces.",
 )
 INFO_FACE = Form(
     [
         fields.text("face_id", "the face, from /face/detection", required=True),
         fields.flag("with_image", "1: the face's image too"),
-    ]
+    ],
+    description="A face detection found: box, landmarks, attributes and, when asked, its image.",
 )
-INFO_TASK = Form([fields.text("task_id", "the task an `async=1` call answered", required=True)])
+INFO_TASK = Form(
+    [fields.text("task_id", "the task an `async=1` call answered", required=True)],
+    description="The status of a task and, once done, its result.",
+)
 
 
 @operation.get_or_post("/info/api")

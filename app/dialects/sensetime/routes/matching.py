@@ -40,7 +40,8 @@ VERIFICATION = (
             fields.text("face_id", "the face to verify", required=True),
             fields.text("face2_id", "compare with this face; or `person_id`"),
             fields.text("person_id", "compare with this person's faces; or `face2_id`"),
-        ]
+        ],
+        description="Whether a face is of the same person as another face, or as a person.",
     )
     + ASYNC
 )
@@ -51,7 +52,8 @@ SEARCH = (
             fields.text("faceset_id", "search this faceset; or `face_ids`"),
             fields.ids("face_ids", "search these faces; or `faceset_id`"),
             fields.integer("top", "how many candidates", default=3, lo=1, hi=10),
-        ]
+        ],
+        description="The faces of a faceset (or of a list) most like a face.",
     )
     + ASYNC
 )
@@ -61,7 +63,8 @@ IDENTIFICATION = (
             fields.text("face_id", "the face to identify", required=True),
             fields.text("group_id", "among this group's persons", required=True),
             fields.integer("top", "how many candidates", default=2, lo=1, hi=5),
-        ]
+        ],
+        description="The persons of a group most like a face.",
     )
     + ASYNC
 )
@@ -70,7 +73,8 @@ TRAINING = (
         [
             fields.ids(name, f"{name.removesuffix('_id')} ids to prepare for matching")
             for name in ("face_id", "person_id", "faceset_id", "group_id")
-        ]
+        ],
+        description="Build and save faceset and group indexes: their next search starts warm.",
     )
     + ASYNC
 )
