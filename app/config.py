@@ -43,6 +43,11 @@ def database_url(url: str) -> str:
     return url
 
 
+# The seed's image limit (uploads and downloads alike), and what one request body may carry.
+DEFAULT_MAX_IMAGE_BYTES = 5 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
@@ -71,6 +76,8 @@ class Settings:
     unauthenticated_reads: int
     auth_failure_limit: str
     secret_key: str | None  # base64 of 32 bytes; else the key file in data_dir
+    max_image_bytes: int
+    max_body_bytes: int
     log_format: str  # "text" or "json"
     metrics_token: str | None  # /metrics wants it as a Bearer token; unset: loopback only
 
@@ -111,6 +118,8 @@ class Settings:
             unauthenticated_reads=_env_int("UNAUTHENTICATED_READS", 8),
             auth_failure_limit=_env("AUTH_FAILURE_LIMIT", "30q/60s"),
             secret_key=_env("SECRET_KEY", "") or None,
+            max_image_bytes=_env_int("MAX_IMAGE_BYTES", DEFAULT_MAX_IMAGE_BYTES),
+            max_body_bytes=_env_int("MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
             log_format=_env("LOG_FORMAT", "text").strip().lower(),
             metrics_token=_env("METRICS_TOKEN", "") or None,
         )

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.api.logs import JsonFormatter
 from app.cli import main
-from app.config import REPO_ROOT, database_url
+from app.config import REPO_ROOT, database_url, get_settings
 from app.db.migrate import alembic_config
 from app.services.detection import get_analyzer
 from tests.conftest import Credentials, forget_process_state
@@ -331,3 +331,20 @@ def test_an_empty_url_beside_a_file_is_no_url(client: TestClient, account: Crede
     files = {"file": model_photo("yaoming.jpg")}
     body = ok(client.post("/face/detection", params=account.query, data={"url": ""}, files=files))
     assert len(body["faces"]) == 1
+
+
+def test_the_size_limits_follow_their_settings(
+    configured: str, account: Credentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photo = model_photo("yaoming.jpg")
+    monkeypatch.setenv("FACESRV_MAX_IMAGE_BYTES", str(len(photo) - 1))
+    get_settings.cache_clear()
+    client = unstarted_client()
+    response = client.post("/face/detection", params=account.query, files={"file": photo})
+    assert response.status_code == 400
+    assert response.json()["status"] == "IMAGE_FILE_SIZE_TOO_BIG"
+    monkeypatch.setenv("FACESRV_MAX_BODY_BYTES", "1000")
+    get_settings.cache_clear()
+    response = client.post("/face/detection", params=account.query, files={"file": photo})
+    assert response.status_code == 413
+    assert response.json()["reason"] == "request body exceeds 1000 bytes"

@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from app.config import get_settings
 from app.errors import ApiError, invalid_argument
 
-MAX_BODY_BYTES = 16 * 1024 * 1024
 # Bounds on what one parameter may carry, so that no value reaches Python or the database in a
 # form they fail on (a 500) instead of refusing it: ids per list (PostgreSQL allows 65,535 bound
 # parameters a statement), digits of an integer (int() refuses more than 4,300).
@@ -57,22 +57,23 @@ _HEADER_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;
 Raw: TypeAlias = str | bytes | int | float | bool | list[object] | dict[str, object]
 
 
-def _too_large() -> ApiError:
-    return ApiError(413, "REQUEST_ENTITY_TOO_LARGE", f"request body exceeds {MAX_BODY_BYTES} bytes")
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "REQUEST_ENTITY_TOO_LARGE", f"request body exceeds {limit} bytes")
 
 
 async def read_body(request: Request, timeout_s: float | None) -> bytes:
     """Read the body, refusing oversized ones before (Content-Length) or while streaming, and
     ones that have not fully arrived within `timeout_s` (a stalled upload pins its memory)."""
+    limit = get_settings().max_body_bytes
     declared = request.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
-                if len(body) + len(chunk) > MAX_BODY_BYTES:
-                    raise _too_large()
+                if len(body) + len(chunk) > limit:
+                    raise _too_large(limit)
                 body += chunk
     except TimeoutError:
         raise ApiError(

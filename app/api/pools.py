@@ -134,6 +134,7 @@ class Pools:
             url,
             allowlist=settings.url_allowlist,
             timeout_s=settings.fetch_timeout_s,
+            max_bytes=settings.max_image_bytes,
             started_at=time.monotonic(),
         )
         try:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from app.config import get_settings
 from app.errors import ApiError, bad_request
 
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MIN_SIDE_EXCLUSIVE = 8
 MAX_SIDE = 4000
 
@@ -77,8 +77,9 @@ class DecodedImage:
 
 def decode_image(data: bytes) -> DecodedImage:
     """Decode an upload into upright uint8 RGB (HxWx3), or raise the seed's 400 for it."""
-    if len(data) > MAX_IMAGE_BYTES:
-        raise bad_request("IMAGE_FILE_SIZE_TOO_BIG", f"image exceeds {MAX_IMAGE_BYTES} bytes")
+    limit = get_settings().max_image_bytes
+    if len(data) > limit:
+        raise bad_request("IMAGE_FILE_SIZE_TOO_BIG", f"image exceeds {limit} bytes")
     image_format = _sniff_format(data)
     image = _open_header(data, image_format)
     _check_declared_size(image.size)

@@ -22,12 +22,12 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
+from app.config import DEFAULT_MAX_IMAGE_BYTES
 from app.errors import ApiError, bad_request, invalid_argument
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-DEFAULT_MAX_BYTES = 5 * 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 # Printable ASCII stays as the client wrote it; spaces, controls and non-ASCII get percent-encoded
@@ -74,7 +74,7 @@ def fetch_image(
     *,
     allowlist: Sequence[str] = (),
     timeout_s: float = 5.0,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     max_redirects: int = 3,
     started_at: float | None = None,
 ) -> bytes:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from app.api.params import MAX_BODY_BYTES
+from app.config import DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES
 from tests.utils.params_app import (
     APP,
     BOUNDARY,

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
+from app.config import DEFAULT_MAX_IMAGE_BYTES as MAX_IMAGE_BYTES
 from app.errors import ApiError
-from app.media.decode import MAX_IMAGE_BYTES, decode_image
+from app.media.decode import decode_image
 from tests.conftest import SHARED_DATA, require_research_photos
 
 CELEBA = SHARED_DATA / "celeba-dev" / "images"
