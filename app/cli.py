@@ -175,6 +175,38 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Accounts to one archive (app.tools.archive); prints what went in, never a secret."""
+    from app.tools.archive import export_archive
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    report = export_archive(
+        args.archive, settings.database_url, args.account, with_secrets=not args.without_secrets
+    )
+    print(json.dumps(vars(report)))
+    if report.signing_keys_in_clear:
+        print(
+            f"facesrv: {args.archive} holds {report.signing_keys_in_clear} signing keys in the "
+            "clear: protect it like the server key (or export --without-secrets)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """An archive into this store, which must hold none of its ids (app.tools.archive)."""
+    from app.tools.archive import import_archive
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    report = import_archive(args.archive, settings.database_url)
+    print(json.dumps(vars(report)))
+    for warning in report.warnings:
+        print(f"facesrv: {warning}", file=sys.stderr)
+    return 0
+
+
 def cmd_models_install(_args: argparse.Namespace) -> int:
     from app.vision.install import install_models
 
@@ -377,6 +409,27 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+
+    export = commands.add_parser(
+        "export", help="write accounts and all they own to one archive (a backup)"
+    )
+    export.add_argument("archive", help="the archive to write (.tar, or .tar.gz to compress)")
+    export.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        help="an api_id (or key id) to export, repeatable (default: every account)",
+    )
+    export.add_argument(
+        "--without-secrets",
+        action="store_true",
+        help="keep signing keys sealed, to open only under this server key "
+        "(default: unsealed into the archive, sealed again by the import)",
+    )
+    export.set_defaults(run=cmd_export)
+    imported = commands.add_parser("import", help="load an archive into an empty store")
+    imported.add_argument("archive", help="an archive written by `facesrv export`")
+    imported.set_defaults(run=cmd_import)
 
     models = commands.add_parser("models", help="the model pack").add_subparsers(
         dest="action", required=True
