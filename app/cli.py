@@ -225,6 +225,76 @@ def cmd_models_check(_args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_reembed(args: argparse.Namespace) -> int:
+    """Recompute every face's embedding for the manifest's recognition model
+    (app.services.reembed); searches keep answering, a killed run resumes where it stopped."""
+    import time
+    from pathlib import Path
+
+    from app.services.reembed import Progress, Reembedder
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    try:  # tqdm's bar where installed (as for `facesrv enroll`), plain lines otherwise
+        from tqdm import tqdm
+    except ImportError:
+        tqdm = None
+    bar = tqdm(unit="face", desc="reembed", file=sys.stderr) if tqdm is not None else None
+
+    def show(progress: Progress) -> None:
+        if bar is not None:
+            bar.total = progress.total
+            bar.update(progress.done - bar.n)
+            return
+        eta = progress.eta_s
+        print(
+            f"reembed: {progress.done}/{progress.total} faces "
+            f"({100 * progress.done / max(progress.total, 1):.0f}%), {progress.rate:.1f} faces/s, "
+            f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta is not None else '?'}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    runner = Reembedder(
+        settings.model_manifest, settings.models_dir, batch_size=args.batch_size, progress=show
+    )
+    note = runner.report.calibration
+    banner = "" if runner.report.calibration_fits else "\n" + "!" * 72 + "\n"
+    print(f"{banner}facesrv reembed: target {runner.target}; {note}{banner}", file=sys.stderr)
+    try:
+        report = runner.run(args.account)
+    finally:
+        if bar is not None:
+            bar.close()
+    report_path = Path(args.report) if args.report else settings.data_dir / "reembed-stale.jsonl"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    with report_path.open("w", encoding="utf-8") as handle:
+        for stale in report.stale:
+            handle.write(json.dumps(vars(stale)) + "\n")
+    for stale in report.stale:
+        print(
+            f"reembed: face {stale.face_id} (account {stale.account}) keeps {stale.model}: "
+            f"{stale.reason}",
+            file=sys.stderr,
+        )
+    summary = {
+        "model": report.target,
+        "computed": report.computed,
+        "switched": report.switched,
+        "accounts_switched": report.accounts_switched,
+        "already_on_model": report.already,
+        "stale": [stale.face_id for stale in report.stale],
+        "stale_report": str(report_path),
+        "calibration": report.calibration,
+        "nothing_to_do": report.did_nothing,
+    }
+    print(json.dumps(summary))
+    if not report.calibration_fits:
+        print(f"{banner}facesrv reembed: {note}{banner}", file=sys.stderr)
+    return 0
+
+
 def ensure_first_account() -> None:
     """On an empty store, create an account and say its credentials once."""
     settings = get_settings()
@@ -438,6 +508,27 @@ def build_parser() -> argparse.ArgumentParser:
         run=cmd_models_install
     )
     models.add_parser("check", help="verify installed models").set_defaults(run=cmd_models_check)
+
+    reembed = commands.add_parser(
+        "reembed",
+        help="recompute face embeddings after the recognition model changed (resumable)",
+        description="Recompute every face's embedding from its kept image for the recognition "
+        "model of FACESRV_MODEL_MANIFEST, then switch each account in one transaction; old "
+        "embeddings serve searches until then. Faces whose image was not kept are reported.",
+    )
+    reembed.add_argument("--account", help="only this account's api_id (default: every account)")
+    reembed.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="images per batch and transaction (default: %(default)s)",
+    )
+    reembed.add_argument(
+        "--report",
+        help="where to list the faces left on their old model, one JSON line each "
+        "(default: $FACESRV_DATA_DIR/reembed-stale.jsonl)",
+    )
+    reembed.set_defaults(run=cmd_reembed)
     return parser
 
 

@@ -298,22 +298,34 @@ def held_out(emb: Embeddings, keep: np.ndarray, promises: list[CalibrationKnot])
         print_fit(knots, test_pairs)
 
 
-def write_knots(manifest_path: Path, knots: list[Knot]) -> None:
-    """Replace the text of `calibration.knots` only, keeping the rest of the file byte for byte.
+def write_knots(manifest_path: Path, knots: list[Knot], fitted_for: dict[str, str]) -> None:
+    """Replace the text of `calibration.knots` and `calibration.fitted_for` (the recognition
+    weights the knots were fitted on, which `facesrv reembed` compares with a new model) only,
+    keeping the rest of the file byte for byte.
 
     json.dumps(indent=2) of the whole manifest would unfold its one-line arrays (mean, template,
     bin_values), so the knots array is located and re-rendered in place, then the result is
-    checked to parse to the old manifest with only the knots changed.
+    checked to parse to the old manifest with only those two entries changed.
     """
     text = manifest_path.read_text(encoding="utf-8")
     raw = json.loads(text)
-    start = text.index("[", text.index('"knots"', text.index('"calibration"')))
+    calibration = text.index('"calibration"')
+    start = text.index("[", text.index('"knots"', calibration))
     stop = text.index("]", start) + 1  # knots hold no nested arrays
     indent = " " * (start - text.rfind("\n", 0, start) - 1 - len('"knots": '))
     values = [{"far": k.far, "cosine": k.cosine, "confidence": k.confidence} for k in knots]
     rendered = json.dumps(values, indent=2).replace("\n", "\n" + indent)
     new_text = text[:start] + rendered + text[stop:]
+    fitted = json.dumps(fitted_for, indent=2).replace("\n", "\n" + indent)
+    if '"fitted_for"' in new_text[calibration:]:
+        begin = new_text.index("{", new_text.index('"fitted_for"', calibration))
+        end = new_text.index("}", begin) + 1  # a flat object
+        new_text = new_text[:begin] + fitted + new_text[end:]
+    else:
+        knots_at = new_text.index('"knots"', calibration)
+        new_text = f'{new_text[:knots_at]}"fitted_for": {fitted},\n{indent}{new_text[knots_at:]}'
     raw["calibration"]["knots"] = values
+    raw["calibration"]["fitted_for"] = fitted_for
     if json.loads(new_text) != raw:
         raise RuntimeError("rewriting the knots would change more than the knots; not written")
     manifest_path.write_text(new_text, encoding="utf-8")
@@ -377,7 +389,8 @@ def main() -> None:
     print(f"\nthe promise under the manifest's current knots ({args.manifest.name}):")
     print_promise(ConfidenceMap(manifest.calibration), promises, pairs)
     if args.write:
-        write_knots(args.manifest, knots)
+        spec = manifest.models["recognition"]
+        write_knots(args.manifest, knots, {"file": spec.file, "sha256": spec.sha256})
         print(f"\nwrote {len(knots)} knots to {args.manifest}")
 
 

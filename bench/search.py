@@ -62,10 +62,12 @@ def populate(
     database_url: str, n: int, seed: int
 ) -> tuple[str, str, str, list[str], np.ndarray, np.ndarray]:
     """Write the account, N faces in one faceset and the probes; returns ids and vectors."""
+    from app.config import get_settings
     from app.db.migrate import upgrade
     from app.db.models import Face, Faceset, FacesetFace
     from app.db.session import session_scope
     from app.services.accounts import create_account, parse_quota
+    from app.vision.manifest import load_manifest
 
     upgrade(database_url)
     rng = np.random.default_rng(seed)
@@ -99,6 +101,10 @@ def populate(
         "landmarks21": [],
         "landmarks106": [],
         "expires_at": expires,
+        # The server compares only its own model's embeddings (app.services.embeddings).
+        "embedding_model": load_manifest(get_settings().model_manifest)
+        .models["recognition"]
+        .identity,
     }
     started = time.perf_counter()
     first_id = None

@@ -209,6 +209,14 @@ class Face(Base):
     attributes: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     emotions: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, L2-normalised
+    # The recognition model that made `embedding` (`ModelSpec.identity`: file@sha256 prefix).
+    # A server only compares embeddings of its own model (app.services.embeddings).
+    embedding_model: Mapped[str] = mapped_column(String(128))
+    # The face's embedding by another model, with that model: the next one while `facesrv
+    # reembed` prepares a model change, the previous one after it switched the account, so a
+    # server still running the old model keeps answering until it is restarted on the new one.
+    alt_embedding: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    alt_embedding_model: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Past this a face is only valid while it belongs to a person or a faceset.
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -83,7 +83,9 @@ def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool)
     return Analysis(decoded, rgb, turned, faces)
 
 
-def _face_row(account_id: int, image: Image, face: DetectedFace, expires_at: datetime) -> Face:
+def _face_row(
+    account_id: int, image: Image, face: DetectedFace, expires_at: datetime, model: str
+) -> Face:
     left, top, right, bottom = (int(round(float(v))) for v in face.box)
     return Face(
         account_id=account_id,
@@ -98,6 +100,7 @@ def _face_row(account_id: int, image: Image, face: DetectedFace, expires_at: dat
         attributes=face.attributes or None,
         emotions=face.emotions or None,
         embedding=np.asarray(face.embedding, dtype=np.float32).tobytes(),
+        embedding_model=model,
         expires_at=expires_at,
     )
 
@@ -126,7 +129,9 @@ def store(
     )
     db.add(image)
     db.flush()
-    rows = [_face_row(account.id, image, face, expires_at) for face in analysis.faces]
+    # The analyser that made the embeddings names their model (what `facesrv reembed` reads).
+    model = get_analyzer().manifest.models["recognition"].identity
+    rows = [_face_row(account.id, image, face, expires_at, model) for face in analysis.faces]
     db.add_all(rows)
     db.flush()
     return Detection(image, rows, ROTATE_NAMES.get(analysis.turned))

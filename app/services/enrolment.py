@@ -21,6 +21,8 @@ from app.errors import ApiError, bad_request
 from app.services import detection, membership
 from app.services.accounts import account_write
 from app.services.detection import Analysis
+from app.services.embeddings import served_column
+from app.services.indexes import get_registry
 from app.services.matching import similarity
 from app.services.membership import GROUPS, PERSONS
 from app.services.owned import Key, Ref, find_owned
@@ -111,9 +113,11 @@ def add_faces(
     """
     with account_write(account.id) as db:
         found = find_owned(db, Person, account.id, person, PERSONS.invalid_status)
-        rows = db.scalars(select(Face.embedding).where(Face.person_id == found.id)).all()
-        known = [np.frombuffer(row, dtype=np.float32) for row in rows]
-        room = account.quota_faces_per_person - len(known)
+        # The person's faces of this server's model (another model's cosines mean nothing).
+        served = served_column(get_registry().model)
+        rows = db.scalars(select(served).where(Face.person_id == found.id)).all()
+        known = [np.frombuffer(row, dtype=np.float32) for row in rows if row is not None]
+        room = account.quota_faces_per_person - len(rows)
         results = []
         for photo in photos:
             if isinstance(photo, ApiError):

@@ -13,6 +13,11 @@ Design (several workers, one truth):
 - Restart: a collection loads from its snapshot file (written atomically by /face/training and
   after large rebuilds) plus the changes logged after the snapshot's sequence number, instead of
   re-reading every vector from the store.
+- Model changes: a worker indexes, per face, the embedding of its own recognition model
+  (`app.services.embeddings`); a face without one is left out. `facesrv reembed` switches an
+  account's faces to the new model's embeddings in one transaction that logs an `add` for every
+  member, so every worker re-reads them; a snapshot records its model and one of another model
+  is rebuilt.
 - Old log rows are pruned (`app.services.changes.prune`), leaving per collection a marker with
   the last sequence number deleted. An index (or snapshot) that had not seen that far can no
   longer be brought up to date from the log, so it is rebuilt from the store.
@@ -36,6 +41,8 @@ from app.config import get_settings
 from app.db.models import Face, FacesetFace, GroupMember, IndexChange
 from app.domain import ChangeOp
 from app.index.vectors import VectorIndex
+from app.services.embeddings import served_column
+from app.vision.manifest import load_manifest
 
 log = logging.getLogger("facesrv.index")
 
@@ -44,12 +51,18 @@ EMBEDDING_DIM = 512
 SNAPSHOT_MIN_SIZE = 10_000
 
 
-def _vectors(db: Session, face_ids: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
-    rows = db.execute(select(Face.id, Face.embedding).where(Face.id.in_(list(face_ids)))).all()
+def _vectors(
+    db: Session, face_ids: Iterable[int], model: str | None
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = db.execute(
+        select(Face.id, served_column(model)).where(Face.id.in_(list(face_ids)))
+    ).all()
     return _stack(rows)
 
 
 def _stack(rows: list) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and vectors of the rows that have an embedding (by the worker's model)."""
+    rows = [row for row in rows if row[1] is not None]
     ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
     if not rows:
         return ids, np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
@@ -73,15 +86,16 @@ _CHANGES_AFTER = (
 )
 
 
-def _members_query(collection: str, collection_id: int):  # noqa: ANN202 - a SQLAlchemy Select
+def _members_query(collection: str, collection_id: int, model: str | None = None):  # noqa: ANN202
+    """A collection's faces with their embedding by `model` (a SQLAlchemy Select)."""
     if collection == "faceset":
         return (
-            select(Face.id, Face.embedding)
+            select(Face.id, served_column(model))
             .join(FacesetFace, FacesetFace.face_id == Face.id)
             .where(FacesetFace.faceset_id == collection_id)
         )
     return (
-        select(Face.id, Face.embedding)
+        select(Face.id, served_column(model))
         .join(GroupMember, GroupMember.person_id == Face.person_id)
         .where(GroupMember.group_id == collection_id)
     )
@@ -109,8 +123,13 @@ class IndexRegistry:
       built one, are short and serialised per account.
     """
 
-    def __init__(self, snapshot_dir: Path, exact_max: int, rerank: int = 256) -> None:
+    def __init__(
+        self, snapshot_dir: Path, exact_max: int, rerank: int = 256, model: str | None = None
+    ) -> None:
         self.snapshot_dir = snapshot_dir
+        # The recognition model whose embeddings this worker compares (`ModelSpec.identity`);
+        # None: every face's `embedding`, whichever model made it.
+        self.model = model
         # The operator's current settings win over those saved in a snapshot.
         self.index_options = {"exact_max": exact_max, "rerank": rerank}
         self._indexes: dict[Key, VectorIndex] = {}
@@ -199,7 +218,7 @@ class IndexRegistry:
         loaded = self._load_snapshot(db, account_id, key)
         if loaded is not None:
             return loaded
-        ids, vectors = _stack(db.execute(_members_query(*key)).all())
+        ids, vectors = _stack(db.execute(_members_query(*key, self.model)).all())
         index = VectorIndex(EMBEDDING_DIM, **self.index_options)
         index.add(ids, vectors)
         if len(index) >= SNAPSHOT_MIN_SIZE:
@@ -224,6 +243,15 @@ class IndexRegistry:
             log.warning("unreadable snapshot %s (%s): rebuilding from the store", path, error)
             with contextlib.suppress(OSError):  # the next snapshot replaces it anyway
                 path.unlink(missing_ok=True)
+            return None
+        if self.model is not None and meta.get("model") != self.model:
+            # Another model's vectors (or a snapshot from before models were recorded).
+            log.info(
+                "snapshot %s holds %s embeddings, this worker compares %s: rebuilding",
+                path,
+                meta.get("model", "unrecorded model"),
+                self.model,
+            )
             return None
         loaded = {key: index}
         position, outdated = self._replay(db, account_id, seq, loaded, only=key)
@@ -285,8 +313,13 @@ class IndexRegistry:
     ) -> None:
         index = indexes[key]
         if op == ChangeOp.ADD:
-            ids, vectors = _vectors(db, face_ids)
-            index.add(ids, vectors)
+            ids, vectors = _vectors(db, face_ids, self.model)
+            if len(ids):
+                index.add(ids, vectors)
+            # A face with no embedding by this worker's model is not comparable: out it goes.
+            missing = np.setdiff1d(np.asarray(face_ids, dtype=np.int64), ids)
+            if len(missing):
+                index.remove(missing)
         elif op == ChangeOp.REMOVE:
             index.remove(np.asarray(face_ids, dtype=np.int64))
         else:  # a drop: the collection was deleted; its id may come back (SQLite reuses rowids)
@@ -295,12 +328,13 @@ class IndexRegistry:
 
     def _snapshot(self, key: Key, index: VectorIndex, seq: int) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
-        index.save(self.snapshot_path(*key), {"seq": seq})
+        index.save(self.snapshot_path(*key), {"seq": seq, "model": self.model})
 
 
 @lru_cache(maxsize=1)
 def get_registry() -> IndexRegistry:
     settings = get_settings()
+    model = load_manifest(settings.model_manifest).models["recognition"].identity
     return IndexRegistry(
-        settings.data_dir / "index", settings.exact_index_max, settings.index_rerank
+        settings.data_dir / "index", settings.exact_index_max, settings.index_rerank, model
     )

@@ -12,12 +12,14 @@ from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMembe
 from app.errors import ApiError, bad_request
 from app.index.vectors import VectorIndex
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
+from app.services.embeddings import require_vector, served_column, served_vector
 from app.services.indexes import get_registry
 from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
 
 def _vector(face: Face) -> np.ndarray:
-    return np.frombuffer(face.embedding, dtype=np.float32)
+    """The face's embedding by this server's model; INVALID_FACE if another model made it."""
+    return require_vector(face, get_registry().model)
 
 
 def _query_face(db: Session, account_id: int, public_id: str | None) -> Face:
@@ -72,16 +74,24 @@ def verify_faces(
         (other,) = usable_faces(db, account.id, [face2_id or ""])
     except ApiError as error:  # the seed names the second face's failure apart
         raise bad_request("INVALID_FACE2", f"invalid face2_id: {face2_id}") from error
-    confidence = (
-        1.0 if face.id == other.id else get_confidence_map()(float(_vector(face) @ _vector(other)))
-    )
+    if face.id == other.id:
+        confidence = 1.0
+    else:
+        vector = _vector(face)
+        try:
+            other_vector = _vector(other)
+        except ApiError as error:  # embedded by another model: the seed's second-face status
+            raise bad_request("INVALID_FACE2", error.reason) from error
+        confidence = get_confidence_map()(float(vector @ other_vector))
     return Verification(confidence > SAME_PERSON_CONFIDENCE, confidence, face.public_id)
 
 
 def verify_person(db: Session, account: Account, probe: Probe, person: Ref | None) -> Verification:
     """A person scores as its best-matching face: one good enrolment photo is enough."""
     found = find_owned(db, Person, account.id, person, "INVALID_PERSON")
-    rows = db.execute(select(Face.id, Face.embedding).where(Face.person_id == found.id)).all()
+    served = served_column(get_registry().model)
+    rows = db.execute(select(Face.id, served).where(Face.person_id == found.id)).all()
+    rows = [row for row in rows if row[1] is not None]  # another model's faces compare to none
     if not rows:
         raise bad_request("EMPTY_PERSON", "the person has no face")
     if any(row[0] == probe.face_row for row in rows):
@@ -146,7 +156,15 @@ def search_faces(
     """Search an ad-hoc list: small by nature, so compared exactly without an index."""
     if not face_ids:
         raise bad_request("EMPTY_FACESET", "face_ids is empty")
-    others = usable_faces(db, account.id, face_ids)
+    model = get_registry().model
+    # Faces of another model (not re-embedded: image not kept) are left out, as in an index.
+    others = [
+        other
+        for other in usable_faces(db, account.id, face_ids)
+        if served_vector(other, model) is not None
+    ]
+    if not others:
+        raise bad_request("EMPTY_FACESET", "no face in face_ids was embedded by this model")
     vectors = np.stack([_vector(other) for other in others])
     scores = vectors @ probe.vector
     order = np.argsort(-scores, kind="stable")[:top]

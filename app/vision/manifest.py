@@ -47,6 +47,16 @@ class ModelSpec:
             source_sha256=(raw.get("source_sha256") or "").lower() or None,
         )
 
+    @property
+    def identity(self) -> str:
+        """What names the model that made an embedding (`faces.embedding_model`).
+
+        File name and the first 16 hex digits of its sha256: the file name alone could be reused
+        for other weights, the hash alone says nothing to an operator reading a report. Weights
+        renamed count as another model, so a rename is re-embedded too (cheap, and never wrong).
+        """
+        return f"{self.file}@{self.sha256[:16]}"
+
 
 @dataclass(frozen=True)
 class CalibrationKnot:
@@ -63,6 +73,9 @@ class Calibration:
 
     model: str
     knots: tuple[CalibrationKnot, ...]
+    # The recognition weights the knots were fitted on ({"file", "sha256"}), so that a model
+    # swap can say loudly that the knots are another model's instead of refitting silently.
+    fitted_for: dict[str, str] | None = None
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Calibration:
@@ -70,7 +83,19 @@ class Calibration:
             CalibrationKnot(float(k["far"]), float(k["cosine"]), float(k["confidence"]))
             for k in raw["knots"]
         )
-        return cls(model=raw.get("model", "recognition"), knots=knots)
+        fitted = raw.get("fitted_for")
+        return cls(
+            model=raw.get("model", "recognition"),
+            knots=knots,
+            fitted_for={key: str(value) for key, value in fitted.items()} if fitted else None,
+        )
+
+    def fitted_on(self, spec: ModelSpec) -> bool | None:
+        """Whether these knots were fitted on `spec`'s weights (same sha256, whatever the file
+        is called); None when the manifest does not say what they were fitted on."""
+        if not self.fitted_for or "sha256" not in self.fitted_for:
+            return None
+        return self.fitted_for["sha256"].lower() == spec.sha256
 
 
 @dataclass(frozen=True)
