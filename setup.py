@@ -36,6 +36,8 @@ COMMON = [
     "prometheus-client>=0.20",
     # Swagger UI and ReDoc assets served by the server itself, so /docs works offline.
     "fastapi-offline==1.7.7",
+    # `facesrv enroll`'s progress bar: rate and ETA (app/tools/enroll.py).
+    "tqdm>=4.66",
 ]
 
 # The inference runtime and the vector index, per build. app/vision/runtime.py picks the CUDA

@@ -170,6 +170,36 @@ def cmd_credential_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enroll(args: argparse.Namespace) -> int:
+    """Bulk enrolment (app.tools.enroll); exit 1 when some photos failed, 2 when refused."""
+    from pathlib import Path
+
+    from app.errors import ApiError
+    from app.tools import enroll as bulk
+
+    entries = bulk.read_plan(Path(args.path), args.group, args.faceset)
+    try:
+        target = bulk.open_target(args.account, args.url, args.api_id, args.api_secret)
+        summary = bulk.enroll(
+            entries,
+            target,
+            errors_path=Path(args.errors),
+            workers=args.workers,
+            single_face_only=args.single_face_only,
+            limit=args.limit,
+            progress=not args.quiet,
+            batch=args.batch,
+        )
+    except bulk.QuotaRefused as error:
+        print(f"facesrv: {error}\n{bulk.QUOTA_HINT}", file=sys.stderr)
+        return 2
+    except ApiError as error:  # --url: the server refused the credentials or cannot be reached
+        print(f"facesrv: {error.status}: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(summary.lines()))
+    return 1 if summary.failures else 0
+
+
 def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     upgrade(get_settings().database_url)
     return 0
@@ -401,6 +431,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"worker processes (default: FACESRV_WORKERS, now {settings.workers})",
     )
     serve.set_defaults(run=cmd_serve)
+
+    enroll = commands.add_parser(
+        "enroll",
+        help="enrol a folder of persons' photos (or a TSV/CSV of them) as persons, resumably",
+    )
+    enroll.add_argument("path", help="PATH/PERSON/PHOTO.jpg folders, or a table: image, person"
+                        "[, group][, faceset] (.tsv tab-, else comma-separated)")  # fmt: skip
+    enroll.add_argument("--account", help="in-process: the account's api_id (or a key id)")
+    enroll.add_argument("--url", help="instead, a running server, e.g. http://127.0.0.1:8000")
+    enroll.add_argument("--api-id", help="with --url: the SenseTime api_id")
+    enroll.add_argument("--api-secret", help="with --url: its secret")
+    enroll.add_argument("--group", help="put every person in this group (made if missing)")
+    enroll.add_argument("--faceset", help="put every face in this faceset (made if missing)")
+    enroll.add_argument("--single-face-only", action="store_true",
+                        help="refuse photos with several faces (default: the largest)")  # fmt: skip
+    enroll.add_argument("--errors", default="enroll-errors.tsv",
+                        help="where failed photos are listed (default: %(default)s)")  # fmt: skip
+    enroll.add_argument("--workers", type=int, help="threads (default: one per core)")
+    enroll.add_argument("--limit", type=int, help="enrol at most this many new photos this run")
+    enroll.add_argument("--batch", type=int, default=16,
+                        help="photos per write transaction (default: %(default)s)")  # fmt: skip
+    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
+    enroll.set_defaults(run=cmd_enroll)
 
     account = commands.add_parser("account", help="manage API accounts").add_subparsers(
         dest="action", required=True
