@@ -258,7 +258,6 @@ def cmd_models_check(_args: argparse.Namespace) -> int:
 def cmd_reembed(args: argparse.Namespace) -> int:
     """Recompute every face's embedding for the manifest's recognition model
     (app.services.reembed); searches keep answering, a killed run resumes where it stopped."""
-    import time
     from pathlib import Path
 
     from app.services.reembed import Progress, Reembedder
@@ -266,25 +265,13 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.database_url)
 
-    try:  # tqdm's bar where installed (as for `facesrv enroll`), plain lines otherwise
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-    bar = tqdm(unit="face", desc="reembed", file=sys.stderr) if tqdm is not None else None
+    from tqdm import tqdm
+
+    bar = tqdm(unit="face", desc="reembed", file=sys.stderr)
 
     def show(progress: Progress) -> None:
-        if bar is not None:
-            bar.total = progress.total
-            bar.update(progress.done - bar.n)
-            return
-        eta = progress.eta_s
-        print(
-            f"reembed: {progress.done}/{progress.total} faces "
-            f"({100 * progress.done / max(progress.total, 1):.0f}%), {progress.rate:.1f} faces/s, "
-            f"ETA {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta is not None else '?'}",
-            file=sys.stderr,
-            flush=True,
-        )
+        bar.total = progress.total
+        bar.update(progress.done - bar.n)
 
     runner = Reembedder(
         settings.model_manifest, settings.models_dir, batch_size=args.batch_size, progress=show
@@ -295,8 +282,7 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     try:
         report = runner.run(args.account)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     report_path = Path(args.report) if args.report else settings.data_dir / "reembed-stale.jsonl"
     report_path.parent.mkdir(parents=True, exist_ok=True)
     with report_path.open("w", encoding="utf-8") as handle:

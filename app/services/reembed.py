@@ -24,7 +24,6 @@ Why it works this way:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,15 +66,6 @@ class Stale:
 class Progress:
     done: int  # faces computed so far in this run
     total: int  # faces this run found to compute (it may find more as it goes)
-    elapsed_s: float
-
-    @property
-    def rate(self) -> float:
-        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    @property
-    def eta_s(self) -> float | None:
-        return (self.total - self.done) / self.rate if self.rate > 0 else None
 
 
 @dataclass
@@ -205,7 +195,6 @@ class Reembedder:
         # Face rows this run could not re-embed from their kept image, and why (reported).
         self._unfindable: set[int] = set()
         self._unfindable_reason: dict[int, str] = {}
-        self._started = time.monotonic()
         self._total = 0
 
     @property
@@ -302,9 +291,7 @@ class Reembedder:
             self.report.computed += len(vectors)
             self._total = max(self._total, self.report.computed)
             if self.progress is not None:
-                self.progress(
-                    Progress(self.report.computed, self._total, time.monotonic() - self._started)
-                )
+                self.progress(Progress(self.report.computed, self._total))
 
     def _embed(self, images: list, faces: list) -> dict[int, np.ndarray]:
         by_image: dict[int, list] = {}
