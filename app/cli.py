@@ -424,21 +424,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enroll.add_argument("path", help="PATH/PERSON/PHOTO.jpg folders, or a table: image, person"
                         "[, group][, faceset] (.tsv tab-, else comma-separated)")  # fmt: skip
-    enroll.add_argument("--account", help="in-process: the account's api_id (or a key id)")
-    enroll.add_argument("--url", help="instead, a running server, e.g. http://127.0.0.1:8000")
-    enroll.add_argument("--api-id", help="with --url: the SenseTime api_id")
-    enroll.add_argument("--api-secret", help="with --url: its secret")
-    enroll.add_argument("--group", help="put every person in this group (made if missing)")
-    enroll.add_argument("--faceset", help="put every face in this faceset (made if missing)")
+    enroll.add_argument(
+        "--account", help="in-process: the account's api_id or a key id (required without --url)"
+    )
+    enroll.add_argument(
+        "--url", help="a running server instead, e.g. http://127.0.0.1:8000 (default: in-process)"
+    )
+    enroll.add_argument("--api-id", help="with --url: the SenseTime api_id (required with --url)")
+    enroll.add_argument("--api-secret", help="with --url: its secret (required with --url)")
+    enroll.add_argument(
+        "--group", help="put every person in this group, made if missing (default: none)"
+    )
+    enroll.add_argument(
+        "--faceset", help="put every face in this faceset, made if missing (default: none)"
+    )
     enroll.add_argument("--single-face-only", action="store_true",
                         help="refuse photos with several faces (default: the largest)")  # fmt: skip
     enroll.add_argument("--errors", default="enroll-errors.tsv",
                         help="where failed photos are listed (default: %(default)s)")  # fmt: skip
     enroll.add_argument("--workers", type=int, help="threads (default: one per core)")
-    enroll.add_argument("--limit", type=int, help="enrol at most this many new photos this run")
+    enroll.add_argument(
+        "--limit", type=int, help="enrol at most this many new photos this run (default: all)"
+    )
     enroll.add_argument("--batch", type=int, default=16,
                         help="photos per write transaction (default: %(default)s)")  # fmt: skip
-    enroll.add_argument("--quiet", action="store_true", help="no progress bar")
+    enroll.add_argument("--quiet", action="store_true", help="no progress bar (default: shown)")
     enroll.set_defaults(run=cmd_enroll)
 
     account = commands.add_parser("account", help="manage API accounts").add_subparsers(

@@ -129,7 +129,7 @@ def test_reembed_after_model_change(
 
     log_before = log_length()
     with pytest.raises(Stop):
-        reembed(manifest, models, batch_size=2, progress=killed)
+        reembed(manifest, models, api_id=account.api_id, batch_size=2, progress=killed)
     rows = face_rows(every)
     prepared = [face for face, row in rows.items() if row[2] == target]
     assert len(prepared) == seen[0].done == 2
@@ -144,7 +144,7 @@ def test_reembed_after_model_change(
         during.append(progress)
         assert answers() == before
 
-    report = reembed(manifest, models, batch_size=2, progress=watched)
+    report = reembed(manifest, models, api_id=account.api_id, batch_size=2, progress=watched)
     assert report.computed == len(every) - 1 - len(prepared)
     assert len(during) >= 2 and during[-1].done == report.computed
     assert report.switched == len(every) - 1
@@ -185,7 +185,8 @@ def test_reembed_after_model_change(
         embeddings = {face: row[1] for face, row in face_rows(every).items()}
         log_after = log_length()
         report_file = tmp_path / "stale.jsonl"
-        assert main(["reembed", "--batch-size", "2", "--report", str(report_file)]) == 0
+        rerun = ["reembed", "--account", account.api_id, "--batch-size", "2"]
+        assert main([*rerun, "--report", str(report_file)]) == 0
         assert {face: row[1] for face, row in face_rows(every).items()} == embeddings
         assert log_length() == log_after
         lines = [json.loads(line) for line in report_file.read_text().splitlines()]
