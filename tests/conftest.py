@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,10 +61,15 @@ def require_research_photos(*parts: str) -> None:
         pytest.skip(RESEARCH_PHOTOS_MISSING)
 
 
-@pytest.fixture(scope="session")
-def postgresql_url() -> Iterator[str]:
+@contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for the duration, dropped after.
+
+    When the server cannot be reached the test skips, unless FACESRV_REQUIRE_POSTGRES=1 (as in
+    CI), which turns that into a failure.
+    """
     admin_url = make_url(POSTGRES_URL)
-    name = f"facesrv_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
@@ -73,13 +79,25 @@ def postgresql_url() -> Iterator[str]:
         if os.environ.get("FACESRV_REQUIRE_POSTGRES") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    from app.db.session import engine_for
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        from app.db.session import engine_for
 
-    engine_for.cache_clear()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+        engine_for(url).dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    with fresh_postgres_database("facesrv_test") as url:
+        yield url
+        from app.db.session import engine_for
+
+        engine_for.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -9,29 +9,26 @@ import json
 import secrets
 import shutil
 import tarfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.cli import main
 from app.config import get_settings
 from app.db.migrate import upgrade
 from app.db.models import Account, Credential, Face, Faceset, Group, Image, Person
-from app.db.session import engine_for, session_scope
+from app.db.session import session_scope
 from app.domain import Dialect
 from app.services import credentials
 from app.tools.archive import FORMAT_VERSION
 from tests.conftest import (
     DEFAULT_QUOTA,
-    POSTGRES_URL,
     Credentials,
     forget_process_state,
+    fresh_postgres_database,
     make_account,
 )
 from tests.photos import celeba_bytes, identity_photos
@@ -50,21 +47,9 @@ def other_store(database_url: str, tmp_path: Path) -> Iterator[str]:
         upgrade(url)
         yield url
         return
-    admin_url = make_url(POSTGRES_URL)
-    name = f"facesrv_archive_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:  # noqa: BLE001 - as conftest: unreachable means skip
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {error}")
-    url = admin_url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database("facesrv_archive") as url:
+        upgrade(url)
+        yield url
 
 
 def use_store(monkeypatch: pytest.MonkeyPatch, url: str, data_dir: Path) -> None:
