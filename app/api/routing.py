@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 Endpoint = TypeVar("Endpoint", bound=Callable[..., dict])
 
 
+def error_response(description: str, example: dict[str, Any]) -> dict[str, Any]:
+    """One OpenAPI error answer of a dialect: what it means and a body in the dialect's shape."""
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
 @dataclass(frozen=True)
 class Operations:
     """A dialect's routes, each registered with the form its handler reads (app.api.fields), so

@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, unauthenticated_body
 from app.api.params import Params
-from app.api.routing import Operations
+from app.api.routing import Operations, error_response
 from app.db.models import Account
 from app.dialects.alibaba.errors import GatewayError
 from app.domain import Dialect
@@ -147,11 +147,10 @@ SECURITY_SCHEMES = {
 
 def _error(description: str, *codes: str) -> dict:
     example = {"Code": codes[0], "Message": "what was wrong", "RequestId": "…"}
-    return {
-        "description": f"the gateway refused the request ({description}): `Code` is "
-        f"{', '.join(codes)}",
-        "content": {"application/json": {"example": example}},
-    }
+    return error_response(
+        f"the gateway refused the request ({description}): `Code` is {', '.join(codes)}",
+        example,
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {

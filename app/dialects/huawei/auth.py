@@ -35,7 +35,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, unauthenticated_body
 from app.api.params import Params
-from app.api.routing import Operations
+from app.api.routing import Operations, error_response
 from app.db.models import Account
 from app.dialects.huawei.errors import HuaweiError, gateway_refusal
 from app.domain import Dialect
@@ -206,10 +206,10 @@ SECURITY_SCHEMES = {
 
 def _error(description: str, *codes: str) -> dict:
     example = {"error_code": codes[0], "error_msg": "what was wrong"}
-    return {
-        "description": f"{description}: `error_code` is {', '.join(codes)}",
-        "content": {"application/json": {"example": example}},
-    }
+    return error_response(
+        f"{description}: `error_code` is {', '.join(codes)}",
+        example,
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {

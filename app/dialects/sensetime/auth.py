@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import admit, unauthenticated_body
 from app.api.params import Params
-from app.api.routing import Operations
+from app.api.routing import Operations, error_response
 from app.config import get_settings
 from app.db.models import Account
 from app.domain import Dialect
@@ -82,10 +82,10 @@ SECURITY_SCHEMES = {
 
 def _error(description: str, *statuses: str) -> dict:
     example = {"status": statuses[0], "reason": "what was wrong", "request_id": "…"}
-    return {
-        "description": f"{description}: `status` is {', '.join(statuses)}",
-        "content": {"application/json": {"example": example}},
-    }
+    return error_response(
+        f"{description}: `status` is {', '.join(statuses)}",
+        example,
+    )
 
 
 ERROR_RESPONSES: dict[int | str, dict] = {

@@ -38,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Refused, admit, get_limiter
 from app.api.params import Params
-from app.api.routing import Operations
+from app.api.routing import Operations, error_response
 from app.config import get_settings
 from app.db.models import Account
 from app.dialects.tencent.errors import SIGNATURE_CODES, Code, TencentError, http_status
@@ -169,11 +169,10 @@ SECURITY_SCHEMES = {
 def _error(description: str, *codes: Code) -> dict:
     example = {"data": {}, "code": int(codes[0]), "message": "what was wrong"}
     listed = ", ".join(f"{int(code)} ({code.name.lower()})" for code in codes)
-    return {
-        "description": f"{description}: `code` is {listed}; `data` may say more (`fail_flag`, "
-        "`ret_codes`)",
-        "content": {"application/json": {"example": example}},
-    }
+    return error_response(
+        f"{description}: `code` is {listed}; `data` may say more (`fail_flag`, `ret_codes`)",
+        example,
+    )
 
 
 # The seed names no HTTP status; errors.http_status chooses these. Clients read `code`.
