@@ -29,6 +29,7 @@ from app.db.session import session_scope
 from app.services.accounts import create_account, parse_quota
 from app.services.credentials import server_key
 from app.services.indexes import get_registry
+from tests.servers import Server
 
 # The research photo set (CelebA dev subset with identities, MTFL): the facesrv shared data folder,
 # beside the checkout. A fresh clone has none; what needs it skips with RESEARCH_PHOTOS_MISSING
@@ -179,3 +180,13 @@ def faces(client: TestClient, account: Credentials) -> Callable[[int], list[str]
     from tests.utils.api import detect_faces
 
     return lambda count: detect_faces(client, account, count)
+
+
+@pytest.fixture
+def live_server(configured: str, tmp_path: Path) -> Iterator[Server]:
+    """The app under uvicorn in its own process, on the database under test."""
+    running = Server(configured, tmp_path / "server")
+    try:
+        yield running
+    finally:
+        running.stop()

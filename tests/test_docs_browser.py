@@ -27,15 +27,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def server(configured: str, tmp_path: Path) -> Iterator[Server]:
-    running = Server(configured, tmp_path / "server")
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
 def browser() -> Iterator:
     if not Path(CHROMIUM).exists():
         # A skip, which .ci/run turns into a failure: it installs chromium first.
@@ -55,13 +46,13 @@ def browser() -> Iterator:
 
 
 def test_swagger_ui_offline_detects_a_face(
-    server: Server,
+    live_server: Server,
     browser,
     tmp_path: Path,
     configured: str,  # noqa: ANN001 - a Browser
 ) -> None:
     page = browser.new_page()
-    origin = urlsplit(server.base_url).netloc
+    origin = urlsplit(live_server.base_url).netloc
     outside: list[str] = []
 
     def note_outside(request) -> None:  # noqa: ANN001 - a Playwright Request
@@ -80,7 +71,7 @@ def test_swagger_ui_offline_detects_a_face(
     photo = tmp_path / "yaoming.jpg"
     shutil.copy(get_settings().models_dir / "yaoming.jpg", photo)
 
-    page.goto(f"{server.base_url}/docs")
+    page.goto(f"{live_server.base_url}/docs")
     page.get_by_role("button", name="Authorize").first.click()
     dialog = page.locator(".modal-ux")
     for name, value in (("api_id", creds.api_id), ("api_secret", creds.api_secret)):

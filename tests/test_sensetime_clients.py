@@ -18,7 +18,6 @@ import ast
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,15 +37,6 @@ EMOTIONS = ("angry", "calm", "disgust", "happy", "sad", "surprised", "confused",
             "screaming", "scared")  # fmt: skip
 ATTRIBUTES = ("age", "gender", "attractive", "eyeglass", "sunglass", "smile", "eye_open",
               "mouth_open")  # fmt: skip
-
-
-@pytest.fixture
-def server(configured: str, tmp_path: Path) -> Iterator[Server]:
-    running = Server(configured, tmp_path / "server")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def photo(name: str) -> Path:
@@ -84,9 +74,9 @@ class PythonClient:
         return faces
 
 
-def test_the_python_client_reads_every_key(server: Server) -> None:
+def test_the_python_client_reads_every_key(live_server: Server) -> None:
     creds = make_account()
-    body = PythonClient(server.base_url, creds).post_get(photo("000724.jpg"))
+    body = PythonClient(live_server.base_url, creds).post_get(photo("000724.jpg"))
     assert body["status"] == "OK"
     (face,) = body["faces"]
     (parsed,) = PythonClient.get_obj(body)  # no KeyError
@@ -115,7 +105,7 @@ def ios_multipart(fields: dict[str, str], jpeg: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_the_ios_suite_detection_with_options(server: Server) -> None:
+def test_the_ios_suite_detection_with_options(live_server: Server) -> None:
     creds = make_account()
     buffer = io.BytesIO()
     Image.open(photo(IOS_PHOTO)).convert("RGB").save(buffer, "JPEG", quality=90)
@@ -130,7 +120,7 @@ def test_the_ios_suite_detection_with_options(server: Server) -> None:
     }
     body, content_type = ios_multipart(fields, buffer.getvalue())
     response = requests.post(
-        f"{server.base_url}/face/detection",
+        f"{live_server.base_url}/face/detection",
         data=body,
         headers={"Content-Type": content_type},
         timeout=60,
