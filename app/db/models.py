@@ -222,6 +222,18 @@ class Face(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class FaceThumbnail(Base):
+    """A small JPEG crop of a face, kept (unless `FACESRV_THUMBNAILS` is off) for the web
+    console; a table apart so that reading faces never drags the picture along."""
+
+    __tablename__ = "face_thumbnails"
+
+    face_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("faces.id", ondelete="CASCADE"), primary_key=True
+    )
+    jpeg: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Group(MemberHolder, Base):
     __tablename__ = "groups"
 
