@@ -62,6 +62,7 @@ class Settings:
     model_manifest: Path
     url_allowlist: tuple[str, ...]
     keep_images: bool
+    thumbnails: bool  # keep a small JPEG crop per face (the web console's thumbnails)
     async_threshold: int
     exact_index_max: int
     index_rerank: int
@@ -104,6 +105,7 @@ class Settings:
             ).resolve(),
             url_allowlist=_env_list("URL_ALLOWLIST"),
             keep_images=_env_bool("KEEP_IMAGES", False),
+            thumbnails=_env_bool("THUMBNAILS", True),
             async_threshold=_env_int("ASYNC_THRESHOLD", 0),
             exact_index_max=_env_int("EXACT_INDEX_MAX", 50_000),
             index_rerank=_env_int("INDEX_RERANK", 256),

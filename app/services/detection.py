@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 
 from app import metrics
 from app.config import get_settings
-from app.db.models import Account, Face, Image
+from app.db.models import Account, Face, FaceThumbnail, Image
 from app.errors import invalid_argument
 from app.media.decode import DecodedImage, decode_image
 from app.vision.pipeline import DetectedFace, FaceAnalyzer
+from app.vision.thumbnail import face_thumbnail
 
 # Image and face ids live this long; a face in a person or faceset outlives it (see purge).
 ID_LIFETIME = timedelta(days=5)
@@ -113,8 +114,8 @@ def store(
     user_data: str | None,
     source_url: str | None = None,
 ) -> Detection:
-    """Remember the image (and the url it came from) and its faces; ids expire after
-    ID_LIFETIME."""
+    """Remember the image (and the url it came from) and its faces, each with its thumbnail
+    unless FACESRV_THUMBNAILS is off; ids expire after ID_LIFETIME."""
     height, width = analysis.rgb.shape[:2]
     expires_at = datetime.now(UTC) + ID_LIFETIME
     image = Image(
@@ -134,6 +135,12 @@ def store(
     rows = [_face_row(account.id, image, face, expires_at, model) for face in analysis.faces]
     db.add_all(rows)
     db.flush()
+    if get_settings().thumbnails:
+        db.add_all(
+            FaceThumbnail(face_id=row.id, jpeg=face_thumbnail(analysis.rgb, face.box))
+            for row, face in zip(rows, analysis.faces, strict=True)
+        )
+        db.flush()
     return Detection(image, rows, ROTATE_NAMES.get(analysis.turned))
 
 
