@@ -17,6 +17,7 @@ from app.api.logs import configure_logging
 from app.api.middleware import RequestContextMiddleware
 from app.api.responses import ApiResponse
 from app.config import get_settings
+from app.console.routes import install_console
 from app.dialects.alibaba import auth as alibaba_auth
 from app.dialects.alibaba import routes as alibaba
 from app.dialects.huawei import auth as huawei_auth
@@ -127,4 +128,5 @@ def create_app() -> FastAPI:
     app.include_router(huawei.router)
     app.include_router(alibaba.router)
     install_docs(app, security_schemes())
+    install_console(app)
     return app
