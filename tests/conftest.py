@@ -183,6 +183,15 @@ def faces(client: TestClient, account: Credentials) -> Callable[[int], list[str]
 
 
 @pytest.fixture
+def browser() -> Iterator:
+    """Headless Chromium with the network cut off (tests/utils/browser.py)."""
+    from tests.utils.browser import offline_browser
+
+    with offline_browser() as launched:
+        yield launched
+
+
+@pytest.fixture
 def live_server(configured: str, tmp_path: Path) -> Iterator[Server]:
     """The app under uvicorn in its own process, on the database under test."""
     running = Server(configured, tmp_path / "server")
