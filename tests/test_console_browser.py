@@ -113,6 +113,15 @@ def test_console_analyse_enrol_match_delete(
     page.locator("table.table tbody tr .thumb img").first.wait_for()
     shot("5-group")
 
+    # A faceset of the same two photos.
+    page.get_by_role("link", name="‹ All groups").click()
+    page.get_by_role("tab", name="Facesets").click()
+    page.get_by_role("button", name="New faceset").click()
+    page.locator(".create-panel input[name=name]").fill("Lobby camera")
+    page.locator(".create-panel input[type=file]").set_input_files([str(first), str(second)])
+    page.get_by_role("button", name="Create faceset").click()
+    page.locator(".face-tile .thumb img").nth(1).wait_for()
+
     # Match the third photo against the group: that person first, with what 0.x means.
     page.get_by_role("link", name="Match").click()
     page.locator("select[name=target] option", has_text="Visitors").wait_for(state="attached")
@@ -123,6 +132,13 @@ def test_console_analyse_enrol_match_delete(
     assert "FAR" in page.locator(".candidate").first.inner_text()
     page.locator(".candidate .thumb img").first.wait_for()
     shot("6-match")
+    page.get_by_label("Group or faceset").select_option(label="Lobby camera")
+    page.locator(".dropzone input[type=file]").set_input_files(str(third))
+    page.get_by_text("POST /face/search").wait_for()
+    assert page.locator(".candidate").count() == 2
+    assert page.locator(".candidate .badge.same").count() == 2
+    page.locator(".candidate .thumb img").nth(1).wait_for()
+    shot("6-match-faceset")
 
     # Account: usage against quotas.
     page.get_by_role("link", name="Account").click()
@@ -136,10 +152,67 @@ def test_console_analyse_enrol_match_delete(
     page.locator("dialog#confirm[open]").wait_for()
     shot("8-confirm-delete")
     page.locator("dialog#confirm").get_by_role("button", name="Delete").click()
-    page.get_by_text("No persons yet.").wait_for()
+    page.get_by_text("No persons yet").wait_for()
     shot("9-deleted")
     assert _api(live_server, "/info/list_persons", creds.query)["persons"] == []
 
+    watch.assert_clean()
+
+
+def _signed_in(browser, server: Server, creds) -> tuple:  # noqa: ANN001 - Browser, Credentials
+    page, watch = watched_page(browser, server.base_url, viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{server.base_url}/console")
+    page.get_by_label("API ID").fill(creds.api_id)
+    page.get_by_label("API secret").fill(creds.api_secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".sidebar").wait_for()
+    return page, watch
+
+
+def test_console_pages_a_large_account(
+    live_server: Server,
+    browser,  # noqa: ANN001 - a Playwright Browser
+) -> None:
+    """13 persons: 12 on the first page, the 13th on the next; persons without a face show the
+    placeholder."""
+    creds = make_account()
+    names = [f"Person {index:02d}" for index in range(13)]
+    for name in names:
+        assert _api(live_server, "/person/create", creds.query, name=name)["status"] == "OK"
+    page, watch = _signed_in(browser, live_server, creds)
+    page.goto(f"{live_server.base_url}/console#people/persons")
+    cards = page.locator(".entity-card")
+    page.get_by_text("1–12").wait_for()
+    assert cards.count() == 12
+    page.get_by_role("button", name="Next ›").click()
+    page.get_by_text("13–13").wait_for()
+    assert cards.all_inner_texts()[0].startswith(names[12])
+    assert page.get_by_role("button", name="Next ›").is_disabled()
+    page.wait_for_load_state("networkidle")
+    assert page.locator(".entity-card .thumb.placeholder").count() == 1
+    watch.assert_clean()
+
+
+def test_console_shows_the_apis_refusal(
+    live_server: Server,
+    browser,  # noqa: ANN001 - a Playwright Browser
+) -> None:
+    """A wrong secret: the sign-in form says what the API said, and nothing is kept."""
+    creds = make_account()
+    page, watch = watched_page(browser, live_server.base_url)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{live_server.base_url}/console")
+    page.get_by_label("API ID").fill(creds.api_id)
+    page.get_by_label("API secret").fill("not the secret")
+    page.get_by_role("button", name="Sign in").click()
+    error = page.locator("#signin-error")
+    error.wait_for()
+    assert error.inner_text() == "UNAUTHORIZED: invalid api_id or api_secret"
+    assert page.evaluate("sessionStorage.length") == 0
+    # Chromium itself logs the refused call; nothing else may be logged.
+    assert all("status of 401" in line for line in watch.console_errors), watch.console_errors
+    watch.console_errors.clear()
     watch.assert_clean()
 
 
@@ -162,13 +235,7 @@ def test_console_placeholders_without_thumbnails(
         thumb = httpx.post(f"{server.base_url}/console/api/thumbnails/{face_id}", data=creds.query)
         assert thumb.status_code == 204
 
-        page, watch = watched_page(browser, server.base_url, viewport=VIEWPORT)
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{server.base_url}/console")
-        page.get_by_label("API ID").fill(creds.api_id)
-        page.get_by_label("API secret").fill(creds.api_secret)
-        page.get_by_role("button", name="Sign in").click()
-        page.locator(".sidebar").wait_for()
+        page, watch = _signed_in(browser, server, creds)
         page.goto(f"{server.base_url}/console#people/person/{person['person_id']}")
         page.locator(".face-tile").wait_for()
         page.wait_for_load_state("networkidle")

@@ -12,7 +12,7 @@ const FAR_TABLE = [[0.4, 1e-1], [0.5, 1e-2], [0.6, 1e-3], [0.7, 1e-4], [0.8, 1e-
 const SAME_PERSON = 0.6;
 
 /** "1 in 3,200": how often a stranger scores at least `confidence`, from the table. */
-export function falseAcceptRate(confidence) {
+function falseAcceptRate(confidence) {
   if (confidence >= 1) return "none: the face itself";
   if (confidence > 0.9) return "under 1 in 1,000,000";
   if (confidence < 0.4) return "over 1 in 10";
@@ -40,7 +40,9 @@ function candidateRow(rank, faceId, title, subtitle, confidence) {
   return el(`li.candidate${rank === 0 ? ".first" : ""}`, {},
     el("span.rank", {}, `${rank + 1}`),
     faceThumb(faceId, "md"),
-    el("div.candidate-text", {}, el("strong.candidate-name", {}, title), el("code.small.muted", {}, subtitle)),
+    el("div.candidate-text", {},
+      el("div.candidate-title", {}, el("strong.candidate-name", {}, title), strong ? el("span.badge.same", {}, "same person") : null),
+      el("code.small.muted", {}, subtitle)),
     el("div.confidence", {},
       el("div.meter", {}, el("span", { style: { width: percent(confidence) }, class: strong ? "strong" : "weak" })),
       el("strong.confidence-value", {}, confidence.toFixed(3)),
@@ -55,7 +57,7 @@ async function candidates(target, probe) {
     return { body, rows: body.candidates.map((c, i) => candidateRow(i, faces[i], c.name, c.person_id, c.confidence)) };
   }
   const body = await call("face/search", { face_id: probe, faceset_id: target.id, top: 10 });
-  return { body, rows: body.candidates.map((c, i) => candidateRow(i, c.face_id, `face ${c.face_id.slice(0, 8)}…`, c.face_id, c.confidence)) };
+  return { body, rows: body.candidates.map((c, i) => candidateRow(i, c.face_id, `Face ${c.face_id.slice(0, 8)}`, c.face_id, c.confidence)) };
 }
 
 async function targets(select) {

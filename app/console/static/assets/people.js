@@ -128,9 +128,11 @@ async function listing(page, kind, index) {
     const body = await call(spec.list, { limit: PAGE_SIZE + 1, offset: index * PAGE_SIZE });
     const rows = body[kind].slice(0, PAGE_SIZE);
     grid.replaceChildren(...rows.map((entity) => entityCard(kind, entity, refresh)));
-    if (!rows.length) grid.replaceChildren(el("p.empty", {}, index ? "No more." : `No ${kind} yet.`));
-    foot.replaceChildren(pager(index, PAGE_SIZE, rows.length, body[kind].length > PAGE_SIZE,
-      (next) => listing(page, kind, next)));
+    if (!rows.length) {
+      grid.replaceChildren(el("p.empty", {}, index ? "No more." : `No ${kind} yet: “New ${spec.one}” makes one.`));
+    }
+    const more = body[kind].length > PAGE_SIZE;
+    if (index || more) foot.replaceChildren(pager(index, PAGE_SIZE, rows.length, more, (next) => listing(page, kind, next)));
   } catch (error) {
     grid.replaceChildren(el("p.error", {}, `Could not list ${kind}: ${error.status || error}`));
     fail(error);

@@ -24,9 +24,13 @@ export function pageHeader(title, subtitle, ...actions) {
     el("div.actions", {}, ...actions));
 }
 
+const MAX_TOASTS = 3;
+
 export function toast(message, kind = "info") {
   const node = el(`div.toast.${kind}`, { role: kind === "error" ? "alert" : "status" }, message);
-  document.getElementById("toasts").append(node);
+  const toasts = document.getElementById("toasts");
+  toasts.append(node);
+  while (toasts.children.length > MAX_TOASTS) toasts.firstChild.remove();
   setTimeout(() => node.remove(), kind === "error" ? 8000 : 3000);
 }
 
