@@ -5,16 +5,18 @@ and the console's page and assets served offline."""
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.config import get_settings
 from app.db.models import Face, FaceThumbnail
 from app.db.session import session_scope
+from app.services.upkeep import purge_expired
 from app.vision.thumbnail import THUMBNAIL_SIZE, face_thumbnail
 from tests.conftest import Credentials, make_account
 from tests.utils.api import UNKNOWN
@@ -88,6 +90,18 @@ def test_thumbnails_off_keeps_none(
     assert _stored(face_id) is None
     response = client.post(f"{THUMBNAILS}/{face_id}", data=account.query)
     assert (response.status_code, response.content) == (204, b"")  # the console's placeholder
+
+
+def test_a_purged_face_takes_its_thumbnail_along(client: TestClient, account: Credentials) -> None:
+    (face_id,) = _detect(client, account)
+    with session_scope() as db:
+        row_id = db.scalar(select(Face.id).where(Face.public_id == face_id))
+        past = datetime.now(UTC) - timedelta(days=1)
+        db.execute(update(Face).where(Face.id == row_id).values(expires_at=past))
+    purge_expired()
+    with session_scope() as db:
+        assert db.get(FaceThumbnail, row_id) is None  # ON DELETE CASCADE, SQLite included
+    assert client.post(f"{THUMBNAILS}/{face_id}", data=account.query).status_code == 404
 
 
 def test_a_face_at_the_border_stays_centred() -> None:
