@@ -17,6 +17,9 @@ import httpx
 import pytest
 
 from app.config import get_settings
+from app.db.session import session_scope
+from app.domain import Dialect
+from app.services import credentials
 from tests.conftest import make_account
 from tests.photos import CELEBA, identity_photos
 from tests.servers import Server
@@ -198,7 +201,8 @@ def test_console_shows_the_apis_refusal(
     live_server: Server,
     browser,  # noqa: ANN001 - a Playwright Browser
 ) -> None:
-    """A wrong secret: the sign-in form says what the API said, and nothing is kept."""
+    """A wrong secret: the sign-in form says what the API said, and nothing is kept. A secret
+    rotated during the session signs the tab out, saying why."""
     creds = make_account()
     page, watch = watched_page(browser, live_server.base_url)
     page.set_default_timeout(TIMEOUT_MS)
@@ -210,7 +214,17 @@ def test_console_shows_the_apis_refusal(
     error.wait_for()
     assert error.inner_text() == "UNAUTHORIZED: invalid api_id or api_secret"
     assert page.evaluate("sessionStorage.length") == 0
-    # Chromium itself logs the refused call; nothing else may be logged.
+
+    page.get_by_label("API secret").fill(creds.api_secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(".sidebar").wait_for()
+    with session_scope() as db:
+        credentials.rotate_secret(db, credentials.find(db, Dialect.SENSETIME, creds.api_id))
+    page.get_by_role("link", name="Account").click()
+    error.wait_for()
+    assert error.inner_text() == "Signed out: UNAUTHORIZED: invalid api_id or api_secret"
+    assert page.evaluate("sessionStorage.length") == 0
+    # Chromium itself logs the refused calls; nothing else may be logged.
     assert all("status of 401" in line for line in watch.console_errors), watch.console_errors
     watch.console_errors.clear()
     watch.assert_clean()

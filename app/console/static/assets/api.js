@@ -3,6 +3,7 @@
 // sessionStorage: this tab only, gone when it closes.
 
 const STORE_KEY = "facesrv.console.credentials";
+export const SIGNED_OUT = "facesrv:signed-out"; // a window event, its detail the ApiError
 const TASK_POLL_MS = 500;
 
 export class ApiError extends Error {
@@ -32,6 +33,7 @@ export async function signIn(apiId, apiSecret) {
 }
 
 function form(params, creds) {
+  if (!creds) throw new ApiError(401, { status: "UNAUTHORIZED", reason: "signed out" });
   const body = new FormData();
   body.set("api_id", creds.api_id);
   body.set("api_secret", creds.api_secret);
@@ -46,8 +48,8 @@ function form(params, creds) {
 // The rate-limit headers of the latest answer (every API answer carries them).
 export const rate = { limit: null, remaining: null, reset: null };
 
-async function post(path, params, creds = credentials()) {
-  const response = await fetch(path, { method: "POST", body: form(params, creds) });
+async function post(path, params, given = null) {
+  const response = await fetch(path, { method: "POST", body: form(params, given || credentials()) });
   for (const key of Object.keys(rate)) {
     const value = response.headers.get(`X-RateLimit-${key[0].toUpperCase()}${key.slice(1)}`);
     if (value !== null) rate[key] = Number(value);
@@ -58,7 +60,16 @@ async function post(path, params, creds = credentials()) {
   } catch {
     body = { status: "INTERNAL_ERROR", reason: `HTTP ${response.status} without a JSON body` };
   }
-  if (!response.ok || body.status !== "OK") throw new ApiError(response.status, body);
+  if (!response.ok || body.status !== "OK") {
+    const error = new ApiError(response.status, body);
+    // The session's credentials stopped opening the account (secret rotated, account disabled
+    // or expired): forget them; the shell goes back to sign-in and says why.
+    if (response.status === 401 && !given) {
+      forget();
+      window.dispatchEvent(new CustomEvent(SIGNED_OUT, { detail: error }));
+    }
+    throw error;
+  }
   return body;
 }
 

@@ -3,7 +3,7 @@
 
 import * as account from "./account.js";
 import * as analyse from "./analyse.js";
-import { credentials, forget, signIn } from "./api.js";
+import { SIGNED_OUT, credentials, forget, signIn } from "./api.js";
 import * as match from "./match.js";
 import * as people from "./people.js";
 import { describe } from "./ui.js";
@@ -55,6 +55,13 @@ document.getElementById("signin-form").addEventListener("submit", async (event) 
 document.getElementById("signout").addEventListener("click", () => {
   forget();
   location.hash = "";
+  route();
+});
+
+window.addEventListener(SIGNED_OUT, ({ detail }) => {
+  const error = document.getElementById("signin-error");
+  error.textContent = `Signed out: ${describe(detail)}`;
+  error.hidden = false;
   route();
 });
 
