@@ -246,8 +246,10 @@ def test_console_placeholders_without_thumbnails(
             ).json()
         face_id = detected["faces"][0]["face_id"]
         person = _api(server, "/person/create", creds.query, name="No crop", face_id=face_id)
-        thumb = httpx.post(f"{server.base_url}/console/api/thumbnails/{face_id}", data=creds.query)
-        assert thumb.status_code == 204
+        thumbs = httpx.post(
+            f"{server.base_url}/console/api/thumbnails", data={**creds.query, "face_ids": face_id}
+        )
+        assert thumbs.json()["thumbnails"] == {face_id: None}
 
         page, watch = _signed_in(browser, server, creds)
         page.goto(f"{server.base_url}/console#people/person/{person['person_id']}")

@@ -1,9 +1,10 @@
-"""Face thumbnails: made where faces are stored, a few KB each, served to the console by
-POST /console/api/thumbnails/{face_id} with the SenseTime credentials, scoped to the account;
-and the console's page and assets served offline."""
+"""Face thumbnails: made where faces are stored, a few KB each, served to the console many at a
+time by POST /console/api/thumbnails with the SenseTime credentials, scoped to the account; and
+the console's page and assets served offline."""
 
 from __future__ import annotations
 
+import base64
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from PIL import Image
 from sqlalchemy import select, update
 
 from app.config import get_settings
+from app.console.routes import MAX_THUMBNAILS
 from app.db.models import Face, FaceThumbnail
 from app.db.session import session_scope
 from app.services.upkeep import purge_expired
@@ -51,23 +53,61 @@ def test_every_detected_face_keeps_a_small_jpeg(client: TestClient, account: Cre
         assert (picture.format, picture.size) == ("JPEG", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
 
 
-def test_own_face_is_served_as_jpeg(client: TestClient, account: Credentials) -> None:
-    (face_id,) = _detect(client, account)
-    for how in ({"data": account.query}, {"params": account.query}):
-        response = client.post(f"{THUMBNAILS}/{face_id}", **how)
-        assert response.status_code == 200, response.text
-        assert response.headers["content-type"] == "image/jpeg"
-        assert response.content == _stored(face_id)
-    assert client.post(f"{THUMBNAILS}/{face_id.upper()}", data=account.query).status_code == 200
+def _thumbnails(client: TestClient, data: dict, **params: str) -> dict[str, str | None]:
+    response = client.post(THUMBNAILS, data=data, params=params)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "OK"
+    return body["thumbnails"]
 
 
-def test_another_accounts_face_is_unknown(client: TestClient, account: Credentials) -> None:
-    (face_id,) = _detect(client, account)
-    stranger = make_account()
-    for unknown in (face_id, UNKNOWN, "not-an-id"):
-        response = client.post(f"{THUMBNAILS}/{unknown}", data=stranger.query)
-        assert response.status_code == 404
-        assert response.json()["status"] == "NOT_FOUND"
+def test_own_faces_are_served_in_one_call(client: TestClient, account: Credentials) -> None:
+    face_ids = _detect(client, account, "gdp.jpg")
+    for data, params in (({**account.query, "face_ids": ",".join(face_ids)}, {}),
+                         ({"face_ids": ",".join(face_ids)}, account.query)):  # fmt: skip
+        found = _thumbnails(client, data, **params)
+        assert list(found) == face_ids  # keyed as sent, in order
+        for face_id in face_ids:
+            assert base64.b64decode(found[face_id]) == _stored(face_id)
+    upper = face_ids[0].upper()
+    found = _thumbnails(client, {**account.query, "face_ids": upper})
+    assert base64.b64decode(found[upper]) == _stored(face_ids[0])
+
+
+def test_one_call_counts_once_against_the_rate_limit(
+    client: TestClient, account: Credentials
+) -> None:
+    face_ids = _detect(client, account, "gdp.jpg")
+    data = {**account.query, "face_ids": ",".join(face_ids)}
+    before = int(client.post(THUMBNAILS, data=data).headers["X-RateLimit-Remaining"])
+    after = int(client.post(THUMBNAILS, data=data).headers["X-RateLimit-Remaining"])
+    assert before - after == 1
+
+
+def test_foreign_and_unknown_faces_are_alike(client: TestClient, account: Credentials) -> None:
+    """Another account's face answers what a made-up id does: nothing tells that it exists."""
+    (own,) = _detect(client, account)
+    (foreign,) = _detect(client, make_account())
+    ids = [own, foreign, UNKNOWN, "not-an-id"]
+    found = _thumbnails(client, {**account.query, "face_ids": ",".join(ids)})
+    assert found[own] is not None
+    assert {face_id: found[face_id] for face_id in ids[1:]} == dict.fromkeys(ids[1:])
+
+
+def test_too_many_or_no_ids_are_refused(client: TestClient, account: Credentials) -> None:
+    many = ",".join(f"{index:032x}" for index in range(MAX_THUMBNAILS + 1))
+    for face_ids, says in (
+        (many, f"at most {MAX_THUMBNAILS} ids"),
+        ("", "required"),
+        (None, "required"),
+    ):
+        data = {**account.query} if face_ids is None else {**account.query, "face_ids": face_ids}
+        response = client.post(THUMBNAILS, data=data)
+        assert response.status_code == 400, response.text
+        assert response.json()["status"] == "INVALID_ARGUMENT"
+        assert says in response.json()["reason"]
+    exactly = ",".join(f"{index:032x}" for index in range(MAX_THUMBNAILS))
+    assert len(_thumbnails(client, {**account.query, "face_ids": exactly})) == MAX_THUMBNAILS
 
 
 def test_bad_credentials_are_refused_as_sensetime_does(
@@ -76,7 +116,7 @@ def test_bad_credentials_are_refused_as_sensetime_does(
     (face_id,) = _detect(client, account)
     wrong = {"api_id": account.api_id, "api_secret": "wrong"}
     for data in (wrong, {}):
-        response = client.post(f"{THUMBNAILS}/{face_id}", data=data)
+        response = client.post(THUMBNAILS, data={**data, "face_ids": face_id})
         assert response.status_code == 401
         assert response.json()["status"] == "UNAUTHORIZED"
 
@@ -88,8 +128,8 @@ def test_thumbnails_off_keeps_none(
     get_settings.cache_clear()
     (face_id,) = _detect(client, account)
     assert _stored(face_id) is None
-    response = client.post(f"{THUMBNAILS}/{face_id}", data=account.query)
-    assert (response.status_code, response.content) == (204, b"")  # the console's placeholder
+    found = _thumbnails(client, {**account.query, "face_ids": face_id})
+    assert found == {face_id: None}  # the console's placeholder
 
 
 def test_a_purged_face_takes_its_thumbnail_along(client: TestClient, account: Credentials) -> None:
@@ -101,6 +141,11 @@ def test_a_purged_face_takes_its_thumbnail_along(client: TestClient, account: Cr
     purge_expired()
     with session_scope() as db:
         assert db.get(FaceThumbnail, row_id) is None  # ON DELETE CASCADE, SQLite included
+    assert _thumbnails(client, {**account.query, "face_ids": face_id}) == {face_id: None}
+
+
+def test_the_per_face_endpoint_is_gone(client: TestClient, account: Credentials) -> None:
+    (face_id,) = _detect(client, account)
     assert client.post(f"{THUMBNAILS}/{face_id}", data=account.query).status_code == 404
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from app.api import fields
+from app.api.fields import Form
+from app.api.params import argument_error
 from app.db.session import session_scope
 from app.dialects.sensetime.auth import CallerDep
-from app.services.thumbnails import thumbnail_of
+from app.services.thumbnails import thumbnails_of
 
 STATIC = Path(__file__).parent / "static"  # index.html, and assets/ for the modules and CSS
 ASSETS_URL = "/console/assets"
-# Everything the page loads comes from this server; thumbnails are shown through blob: URLs.
+# Everything the page loads comes from this server; photos are shown through blob: URLs,
+# thumbnails through data: URLs.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -32,25 +37,45 @@ async def console_page() -> FileResponse:
     )
 
 
-def _thumbnail(account_id: int, face_id: str) -> bytes | None:
+MAX_THUMBNAILS = 100  # ids a call (~6 KB base64 each at most); the console splits more
+
+
+def _face_ids(name: str, value: list[str] | None) -> list[str]:
+    if not value:
+        raise argument_error(name, "required: comma-joined face ids")
+    if len(value) > MAX_THUMBNAILS:
+        raise argument_error(name, f"at most {MAX_THUMBNAILS} ids a call, got {len(value)}")
+    return value
+
+
+THUMBNAILS_FORM = Form([fields.ids("face_ids", "the faces", required=True, check=_face_ids)])
+
+
+def _thumbnails(account_id: int, face_ids: list[str]) -> dict[str, bytes | None]:
     with session_scope() as db:
-        return thumbnail_of(db, account_id, face_id)
+        return thumbnails_of(db, account_id, face_ids)
 
 
-@router.post("/console/api/thumbnails/{face_id}")
-async def face_thumbnail(face_id: str, caller: CallerDep) -> Response:
-    """A face's JPEG crop, or 204 for a face kept without one (the page shows a placeholder).
+@router.post("/console/api/thumbnails")
+async def face_thumbnails(caller: CallerDep) -> dict:
+    """Many faces' JPEG crops in one call (one call against the rate limit, as every API call):
+    `{"status": "OK", "thumbnails": {"<face_id>": "<base64 JPEG>" | null}}`, keyed by the ids as
+    sent. null where there is nothing to show: a face kept without a crop, a made-up id and
+    another account's face alike (the page shows a placeholder).
 
     POST, with the SenseTime credentials in the body (or the query string, as the public API
-    takes them), because the page fetches it as a blob: an `<img src>` would have to put the
-    secret in a URL. Another account's face, like a made-up id, is 404.
+    takes them), so the secret never sits in a URL; `face_ids` comma-joined, a JSON array or
+    the key repeated, at most MAX_THUMBNAILS (more is 400 INVALID_ARGUMENT).
     """
-    jpeg = await run_in_threadpool(_thumbnail, caller.account.id, face_id)
-    if jpeg is None:
-        return Response(status_code=204)
-    return Response(
-        jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"}
-    )
+    face_ids = THUMBNAILS_FORM.read(caller.params)["face_ids"]
+    found = await run_in_threadpool(_thumbnails, caller.account.id, face_ids)
+    return {
+        "status": "OK",
+        "thumbnails": {
+            face_id: None if jpeg is None else base64.b64encode(jpeg).decode("ascii")
+            for face_id, jpeg in found.items()
+        },
+    }
 
 
 def install_console(app: FastAPI) -> None:

@@ -21,7 +21,6 @@ export function credentials() {
 
 export function forget() {
   sessionStorage.removeItem(STORE_KEY);
-  for (const url of thumbnails.values()) url.then((u) => u && URL.revokeObjectURL(u));
   thumbnails.clear();
 }
 
@@ -85,22 +84,40 @@ export async function call(path, params = {}) {
   return body;
 }
 
-// face_id -> Promise of an object URL, or null for a face kept without a thumbnail (204).
+// face_id -> Promise of a data: URL, or null where there is none to show (a face kept without
+// a thumbnail, or one the account does not have). Kept for the tab: a face's crop never changes.
 const thumbnails = new Map();
+const THUMBNAILS_PER_CALL = 100; // the endpoint's limit
+let queued = new Map(); // face_id -> {resolve, reject}, sent together once this task is done
 
-async function fetchThumbnail(faceId) {
-  const path = `console/api/thumbnails/${encodeURIComponent(faceId)}`;
-  const response = await fetch(path, { method: "POST", body: form({}, credentials()) });
-  if (response.status === 204) return null;
-  if (!response.ok) throw new ApiError(response.status, await response.json());
-  return URL.createObjectURL(await response.blob());
+async function fetchThumbnails(batch) {
+  try {
+    const body = await post("console/api/thumbnails", { face_ids: [...batch.keys()] });
+    for (const [faceId, { resolve }] of batch) {
+      const jpeg = body.thumbnails[faceId];
+      resolve(jpeg ? `data:image/jpeg;base64,${jpeg}` : null);
+    }
+  } catch (error) {
+    for (const [faceId, { reject }] of batch) {
+      thumbnails.delete(faceId); // retried next time
+      reject(error);
+    }
+  }
 }
 
+function flush() {
+  const ids = [...queued];
+  queued = new Map();
+  for (let start = 0; start < ids.length; start += THUMBNAILS_PER_CALL) {
+    fetchThumbnails(new Map(ids.slice(start, start + THUMBNAILS_PER_CALL)));
+  }
+}
+
+/** A face's thumbnail: the faces asked for in one task (a page's render) share one call. */
 export function thumbnail(faceId) {
   if (!thumbnails.has(faceId)) {
-    const pending = fetchThumbnail(faceId);
-    pending.catch(() => thumbnails.delete(faceId)); // a failure is retried next time
-    thumbnails.set(faceId, pending);
+    if (!queued.size) setTimeout(flush);
+    thumbnails.set(faceId, new Promise((resolve, reject) => queued.set(faceId, { resolve, reject })));
   }
   return thumbnails.get(faceId);
 }

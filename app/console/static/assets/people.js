@@ -18,15 +18,24 @@ const KINDS = {
 const plural = (count, noun) => `${count} ${noun}${count === 1 ? "" : "s"}`;
 const go = (hash) => { location.hash = hash; };
 
-/** A listed entity's details: its count and the face that stands for it (groups: a member's). */
-async function details(kind, entity) {
+/** info/person, asked once per page however many groups share a first member. */
+function personLookup() {
+  const asked = new Map();
+  return (personId) => {
+    if (!asked.has(personId)) asked.set(personId, call("info/person", { person_id: personId }));
+    return asked.get(personId);
+  };
+}
+
+/** A listed entity's details: its count and the face that stands for it (groups: a member's).
+ * The seed's listings carry ids and names only, so this is one info call a card (two for a
+ * group: its persons, then its first person's faces). */
+async function details(kind, entity, person) {
   const spec = KINDS[kind];
   const info = await call(`info/${spec.one}`, { [spec.idKey]: entity[spec.idKey] });
   const members = info[spec.members];
   let face = members[0];
-  if (kind === "groups") {
-    face = members.length ? (await call("info/person", { person_id: members[0].person_id })).face_ids[0] : undefined;
-  }
+  if (kind === "groups") face = members.length ? (await person(members[0].person_id)).face_ids[0] : undefined;
   return { count: members.length, face };
 }
 
@@ -62,21 +71,24 @@ function tabs(kind) {
       name[0].toUpperCase() + name.slice(1))));
 }
 
+/** A card with a placeholder and "…"; show(settled details) fills both in. */
 function entityCard(kind, entity, refresh) {
   const spec = KINDS[kind];
   const id = entity[spec.idKey];
   const thumb = el("div.thumb.thumb-lg.placeholder");
   const count = el("span.muted.small", {}, "…");
-  details(kind, entity).then(({ count: n, face }) => {
-    thumb.replaceWith(faceThumb(face, "lg"));
-    count.textContent = plural(n, spec.memberNoun);
-  }, (error) => { count.textContent = error.status || "?"; });
-  return el("article.entity-card", { dataset: { id } },
+  const node = el("article.entity-card", { dataset: { id } },
     el("a.entity-main", { href: `#people/${spec.one}/${id}` }, thumb,
       el("div.entity-text", {}, el("strong.entity-name", {}, entity.name), count)),
     el("div.entity-actions", {},
       el("button.ghost.small", { onclick: () => rename(kind, id, entity.name, refresh) }, "Rename"),
       el("button.ghost.small.danger-text", { onclick: () => remove(kind, id, entity.name, refresh) }, "Delete")));
+  const show = ({ status, value, reason }) => {
+    if (status === "rejected") { count.textContent = reason.status || "?"; return; }
+    thumb.replaceWith(faceThumb(value.face, "lg"));
+    count.textContent = plural(value.count, spec.memberNoun);
+  };
+  return { node, show };
 }
 
 /** The create form: a name and, for persons and facesets, photos whose largest faces join. */
@@ -127,12 +139,17 @@ async function listing(page, kind, index) {
   try {
     const body = await call(spec.list, { limit: PAGE_SIZE + 1, offset: index * PAGE_SIZE });
     const rows = body[kind].slice(0, PAGE_SIZE);
-    grid.replaceChildren(...rows.map((entity) => entityCard(kind, entity, refresh)));
+    const cards = rows.map((entity) => entityCard(kind, entity, refresh));
+    grid.replaceChildren(...cards.map((card) => card.node));
     if (!rows.length) {
       grid.replaceChildren(el("p.empty", {}, index ? "No more." : `No ${kind} yet: “New ${spec.one}” makes one.`));
     }
     const more = body[kind].length > PAGE_SIZE;
     if (index || more) foot.replaceChildren(pager(index, PAGE_SIZE, rows.length, more, (next) => listing(page, kind, next)));
+    // Every card filled in at once, so the page's thumbnails are asked for in one call.
+    const person = personLookup();
+    const found = await Promise.allSettled(rows.map((entity) => details(kind, entity, person)));
+    found.forEach((result, i) => cards[i].show(result));
   } catch (error) {
     grid.replaceChildren(el("p.error", {}, `Could not list ${kind}: ${error.status || error}`));
     fail(error);
@@ -192,23 +209,28 @@ function membersSection(id, persons, refresh) {
   const row = (person) => {
     const thumb = el("div.thumb.thumb-sm.placeholder");
     const count = el("span.muted.small");
-    call("info/person", { person_id: person.person_id }).then((info) => {
-      thumb.replaceWith(faceThumb(info.face_ids[0], "sm"));
-      count.textContent = plural(info.face_ids.length, "face");
-    }, () => { count.textContent = "?"; });
-    return el("tr", { dataset: { id: person.person_id } },
+    const show = ({ status, value }) => {
+      if (status === "rejected") { count.textContent = "?"; return; }
+      thumb.replaceWith(faceThumb(value.face_ids[0], "sm"));
+      count.textContent = plural(value.face_ids.length, "face");
+    };
+    return { show, node: el("tr", { dataset: { id: person.person_id } },
       el("td", {}, thumb),
       el("td", {}, el("a", { href: `#people/person/${person.person_id}` }, person.name)),
       el("td", {}, count),
       el("td", {}, el("code.small.muted", {}, person.person_id)),
-      el("td.right", {}, el("button.ghost.small.danger-text", { onclick: () => removePerson(person) }, "Remove")));
+      el("td.right", {}, el("button.ghost.small.danger-text", { onclick: () => removePerson(person) }, "Remove"))) };
   };
+  const rows = persons.map(row);
+  // All rows filled in at once: their thumbnails in one call.
+  Promise.allSettled(persons.map((p) => call("info/person", { person_id: p.person_id })))
+    .then((found) => found.forEach((result, i) => rows[i].show(result)));
   return el("section.panel", {},
     el("div.panel-head", {}, el("strong", {}, plural(persons.length, "person")),
       el("div.inline", {}, picker, addButton)),
     persons.length
       ? el("table.table", {}, el("thead", {}, el("tr", {}, el("th"), el("th", {}, "Name"), el("th", {}, "Faces"),
-        el("th", {}, "person_id"), el("th"))), el("tbody", {}, persons.map(row)))
+        el("th", {}, "person_id"), el("th"))), el("tbody", {}, rows.map((r) => r.node)))
       : el("p.empty", {}, "No persons in this group yet."));
 }
 
