@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ from app.config import get_settings
 from app.db.session import session_scope
 from app.domain import Dialect
 from app.services import credentials
-from tests.conftest import make_account
+from tests.conftest import DEFAULT_QUOTA, make_account
 from tests.photos import CELEBA, identity_photos
 from tests.servers import Server
 from tests.utils.browser import watched_page
@@ -173,27 +174,94 @@ def _signed_in(browser, server: Server, creds) -> tuple:  # noqa: ANN001 - Brows
     return page, watch
 
 
+class ApiCalls:
+    """The API calls a page makes: every POST to the server (the public API's and the
+    thumbnails'), each one counted against the account's rate limit."""
+
+    def __init__(self, page) -> None:  # noqa: ANN001 - a Playwright Page
+        self.paths: list[str] = []
+        page.on("request", self._seen)
+
+    def _seen(self, request) -> None:  # noqa: ANN001 - a Playwright Request
+        if request.method == "POST":
+            self.paths.append(urlsplit(request.url).path)
+
+    def take(self) -> list[str]:
+        taken, self.paths = self.paths, []
+        return taken
+
+
+# The default rate limit, 50q/10s, is the budget of one window. A page must stay well inside
+# it so that a user clicking from page to page does not meet RATE_LIMIT_EXCEEDED: the seed's
+# listings carry ids and names only, so a card costs one info call (a group's two: its persons,
+# then its first person's faces) and the page's thumbnails one call together.
+PERSONS_PAGE_CALLS = 14  # list_persons, 12 x info/person, one thumbnails call (was 25)
+GROUPS_PAGE_CALLS = 26  # list_groups, 12 x info/group, 12 x info/person, one thumbnails (was 37)
+
+
 def test_console_pages_a_large_account(
     live_server: Server,
     browser,  # noqa: ANN001 - a Playwright Browser
 ) -> None:
     """13 persons: 12 on the first page, the 13th on the next; persons without a face show the
-    placeholder."""
-    creds = make_account()
+    placeholder. 12 groups of one person each. What a page costs in calls, and that the tab
+    keeps the thumbnails it was sent."""
+    creds = make_account(quota={**DEFAULT_QUOTA, "groups": 12})
+    crowd = get_settings().models_dir / ANALYSED
+    faces = []
+    for _ in range(2):  # six faces a detection, twelve in all
+        with live_server.client() as client:
+            body = client.post(
+                "/face/detection", data=creds.query, files={"file": crowd.read_bytes()}
+            )
+        faces += [face["face_id"] for face in body.json()["faces"]]
     names = [f"Person {index:02d}" for index in range(13)]
-    for name in names:
-        assert _api(live_server, "/person/create", creds.query, name=name)["status"] == "OK"
+    persons = []
+    for index, name in enumerate(names):
+        face = {"face_id": faces[index]} if index < len(faces) else {}
+        created = _api(live_server, "/person/create", creds.query, name=name, **face)
+        assert created["status"] == "OK", created
+        persons.append(created["person_id"])
+    for index, person in enumerate(persons[:12]):
+        created = _api(
+            live_server, "/group/create", creds.query, name=f"Group {index:02d}", person_id=person
+        )
+        assert created["status"] == "OK", created
     page, watch = _signed_in(browser, live_server, creds)
+    calls = ApiCalls(page)
+
+    def settled() -> list[str]:
+        page.wait_for_load_state("networkidle")
+        return calls.take()
+
     page.goto(f"{live_server.base_url}/console#people/persons")
     cards = page.locator(".entity-card")
     page.get_by_text("1–12").wait_for()
     assert cards.count() == 12
+    page.locator(".entity-card .thumb img").nth(11).wait_for()
+    persons_page = settled()
+    assert persons_page.count("/console/api/thumbnails") == 1
+    assert len(persons_page) <= PERSONS_PAGE_CALLS, persons_page
+
     page.get_by_role("button", name="Next ›").click()
     page.get_by_text("13–13").wait_for()
     assert cards.all_inner_texts()[0].startswith(names[12])
     assert page.get_by_role("button", name="Next ›").is_disabled()
     page.wait_for_load_state("networkidle")
     assert page.locator(".entity-card .thumb.placeholder").count() == 1
+    assert settled() == ["/info/list_persons", "/info/person"]  # no face, no thumbnail asked
+
+    page.get_by_role("tab", name="Groups").click()
+    page.locator(".entity-card .thumb img").nth(11).wait_for()
+    assert page.locator(".entity-card").filter(has_text="1 person").count() == 12
+    # The groups' faces are the persons': kept in the tab, not asked for again.
+    assert "/console/api/thumbnails" not in settled()
+
+    page.reload()  # a new tab's page: nothing kept
+    page.locator(".entity-card .thumb img").nth(11).wait_for()
+    groups_page = settled()
+    assert groups_page.count("/console/api/thumbnails") == 1
+    assert len(groups_page) <= GROUPS_PAGE_CALLS, groups_page
     watch.assert_clean()
 
 
