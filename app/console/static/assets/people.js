@@ -158,7 +158,7 @@ async function listing(page, kind, index) {
 
 function faceTile(faceId, onRemove) {
   return el("figure.face-tile", { dataset: { face: faceId } }, faceThumb(faceId, "lg"),
-    el("figcaption", {}, el("code.small.muted", { title: faceId }, `${faceId.slice(0, 8)}…`),
+    el("figcaption", {}, el("code.small.muted", { title: faceId }, faceId),
       el("button.ghost.small.danger-text", { onclick: onRemove }, "Remove")));
 }
 
