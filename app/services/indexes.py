@@ -21,6 +21,10 @@ Design (several workers, one truth):
 - Old log rows are pruned (`app.services.changes.prune`), leaving per collection a marker with
   the last sequence number deleted. An index (or snapshot) that had not seen that far can no
   longer be brought up to date from the log, so it is rebuilt from the store.
+- Backends: this module's `IndexRegistry` (FAISS, `FACESRV_VECTOR_BACKEND=faiss`, the default)
+  and `app.services.milvus_sync.MilvusRegistry` (one copy in Milvus shared by every worker)
+  answer the same `Registry` protocol, and read and apply the log with the same functions
+  (`read_changes`, `apply_membership`): `get_registry` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -28,10 +32,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import bindparam, func, select
@@ -39,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from app.config import get_settings
 from app.db.models import Face, FacesetFace, GroupMember, IndexChange
+from app.db.session import session_scope
 from app.domain import ChangeOp
 from app.index.vectors import VectorIndex
 from app.services.embeddings import served_column
@@ -104,12 +110,123 @@ def _members_query(collection: str, collection_id: int, model: str | None = None
 Key = tuple[str, int]  # (collection kind, its row id)
 
 
+def latest_seq(db: Session, account_id: int) -> int:
+    """The account's last change-log seq (0 for none), on the (account_id, seq) index."""
+    return db.scalar(
+        select(func.coalesce(func.max(IndexChange.seq), 0)).where(
+            IndexChange.account_id == account_id
+        )
+    )
+
+
+def members(db: Session, key: Key, model: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """A collection's face ids and vectors by `model`, as the store has them now."""
+    return _stack(db.execute(_members_query(*key, model)).all())
+
+
+@dataclass
+class Replay:
+    """What an account's log past some position asks of a set of collections."""
+
+    last: int  # the last seq read (of any collection)
+    outdated: set[Key] = field(default_factory=set)  # rows they miss were pruned: rebuild them
+    batches: list[tuple[Key, str, list[int]]] = field(default_factory=list)  # in log order
+
+
+def read_changes(
+    db: Session, account_id: int, after: int, positions: Mapping[Key, int], only: Key | None = None
+) -> Replay:
+    """The log rows of the account past `after`, for the collections of `positions`, each
+    past its own position, grouped into runs of one op on one collection (in log order).
+
+    A collection met by a `pruned` marker past its position is outdated: the log no longer
+    holds what it missed, and none of its batches are returned. Applying the batches in order
+    is idempotent, so a position earlier than a collection's true one costs work, never
+    correctness.
+    """
+    query = _CHANGES_AFTER
+    if only is not None:
+        query = query.where(_changes.c.collection == only[0], _changes.c.collection_id == only[1])
+    replay = Replay(after)
+    for seq, collection, collection_id, face_id, op in db.execute(
+        query, {"account_id": account_id, "after": after}
+    ):
+        replay.last = seq
+        key = (collection, collection_id)
+        position = positions.get(key)
+        if position is None or seq <= position or key in replay.outdated:
+            continue
+        if op == ChangeOp.PRUNED:
+            if face_id > position:  # the marker holds the last seq pruned
+                replay.outdated.add(key)
+        elif replay.batches and replay.batches[-1][:2] == (key, op):
+            replay.batches[-1][2].append(face_id)
+        else:
+            replay.batches.append((key, op, [face_id]))
+    replay.batches = [batch for batch in replay.batches if batch[0] not in replay.outdated]
+    return replay
+
+
+class Target(Protocol):
+    """What a change is applied to: a worker's `VectorIndex`, or a collection in Milvus."""
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
+
+def apply_membership(
+    db: Session, model: str | None, target: Target, op: str, face_ids: list[int]
+) -> None:
+    """Apply an `add` (an upsert of the faces' current vectors) or a `remove` batch."""
+    if op == ChangeOp.ADD:
+        ids, vectors = _vectors(db, face_ids, model)
+        if len(ids):
+            target.add(ids, vectors)
+        # A face with no embedding by this worker's model is not comparable: out it goes.
+        missing = np.setdiff1d(np.asarray(face_ids, dtype=np.int64), ids)
+        if len(missing):
+            target.remove(missing)
+    elif op == ChangeOp.REMOVE:
+        target.remove(np.asarray(face_ids, dtype=np.int64))
+    else:
+        raise ValueError(f"not a membership change: {op}")
+
+
+class Searchable(Protocol):
+    """A collection ready to answer: what `app.services.matching` searches."""
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 @dataclass(frozen=True)
 class IndexStats:
     collections: int
     vectors: int
     memory_bytes: int
     change_log_lag: int  # changes committed but not yet applied (the most over accounts)
+
+
+class Registry(Protocol):
+    """A vector backend as matching, training, upkeep and `facesrv index rebuild` use it."""
+
+    model: str | None
+
+    def get(self, db: Session, account_id: int, collection: str, collection_id: int) -> Searchable:
+        """The collection, current with every change committed before this call."""
+        ...
+
+    def save(self, db: Session, account_id: int, collection: str, collection_id: int) -> None:
+        """Make the collection's next search, in any worker or after a restart, start warm."""
+        ...
+
+    def rebuild(self, account_id: int, collection: str, collection_id: int) -> int:
+        """Rebuild the collection from the store, whatever its state; returns its faces."""
+        ...
+
+    def stats(self, db: Session) -> IndexStats: ...
 
 
 class IndexRegistry:
@@ -204,23 +321,32 @@ class IndexRegistry:
                         built[key], _ = self._build(db, account_id, key)
                 self._indexes[key] = built[key]
 
-    def _latest_seq(self, db: Session, account_id: int) -> int:
-        return db.scalar(
-            select(func.coalesce(func.max(IndexChange.seq), 0)).where(
-                IndexChange.account_id == account_id
-            )
-        )
+    def rebuild(self, account_id: int, collection: str, collection_id: int) -> int:
+        """Rebuild from the store and rewrite the snapshot, whatever the old one held.
 
-    def _build(self, db: Session, account_id: int, key: Key) -> tuple[VectorIndex, int]:
+        What `facesrv index rebuild` runs (in its own process: workers keep their indexes,
+        which the log keeps exact, and load the new snapshot at their next start).
+        """
+        key = (collection, collection_id)
+        with session_scope() as db, self._load_lock(key):
+            index, latest = self._build(db, account_id, key, from_snapshot=False)
+            with self._account_lock(account_id):
+                self._indexes[key] = index
+                self._applied[account_id] = min(self._applied.get(account_id, latest), latest)
+            self._snapshot(key, index, latest)
+        return len(index)
+
+    def _build(
+        self, db: Session, account_id: int, key: Key, from_snapshot: bool = True
+    ) -> tuple[VectorIndex, int]:
         """A collection's index and the log seq it is current with; touches no shared state."""
         # Read the log position before the members: anything committed in between is replayed.
-        latest = self._latest_seq(db, account_id)
-        loaded = self._load_snapshot(db, account_id, key)
+        latest = latest_seq(db, account_id)
+        loaded = self._load_snapshot(db, account_id, key) if from_snapshot else None
         if loaded is not None:
             return loaded
-        ids, vectors = _stack(db.execute(_members_query(*key, self.model)).all())
         index = VectorIndex(EMBEDDING_DIM, **self.index_options)
-        index.add(ids, vectors)
+        index.add(*members(db, key, self.model))
         if len(index) >= SNAPSHOT_MIN_SIZE:
             self._snapshot(key, index, latest)
         return index, latest
@@ -282,59 +408,43 @@ class IndexRegistry:
         Returns the last seq seen and the collections the log can no longer bring up to date
         (rows past `after` were pruned); those are left for the caller to rebuild.
         """
-        query = _CHANGES_AFTER
-        if only is not None:
-            query = query.where(
-                _changes.c.collection == only[0], _changes.c.collection_id == only[1]
-            )
-        last = after
-        outdated: set[Key] = set()
-        pending: list[tuple[Key, str, list[int]]] = []
-        rows = db.execute(query, {"account_id": account_id, "after": after})
-        for seq, collection, collection_id, face_id, op in rows:
-            last = seq
-            key = (collection, collection_id)
-            if key not in indexes or key in outdated:
-                continue
-            if op == ChangeOp.PRUNED:
-                if face_id > after:  # the marker holds the last seq pruned
-                    outdated.add(key)
-            elif pending and pending[-1][0] == key and pending[-1][1] == op:
-                pending[-1][2].append(face_id)
-            else:
-                pending.append((key, op, [face_id]))
-        for key, op, face_ids in pending:
-            if key not in outdated:
-                self._apply(db, indexes, key, op, face_ids)
-        return last, outdated
+        replay = read_changes(db, account_id, after, dict.fromkeys(indexes, after), only)
+        for key, op, face_ids in replay.batches:
+            self._apply(db, indexes, key, op, face_ids)
+        return replay.last, replay.outdated
 
     def _apply(
         self, db: Session, indexes: dict[Key, VectorIndex], key: Key, op: str, face_ids: list[int]
     ) -> None:
-        index = indexes[key]
-        if op == ChangeOp.ADD:
-            ids, vectors = _vectors(db, face_ids, self.model)
-            if len(ids):
-                index.add(ids, vectors)
-            # A face with no embedding by this worker's model is not comparable: out it goes.
-            missing = np.setdiff1d(np.asarray(face_ids, dtype=np.int64), ids)
-            if len(missing):
-                index.remove(missing)
-        elif op == ChangeOp.REMOVE:
-            index.remove(np.asarray(face_ids, dtype=np.int64))
-        else:  # a drop: the collection was deleted; its id may come back (SQLite reuses rowids)
+        if op == ChangeOp.DROP:  # deleted; its id may come back (SQLite reuses rowids)
             indexes[key] = VectorIndex(EMBEDDING_DIM, **self.index_options)
             self.snapshot_path(*key).unlink(missing_ok=True)
+        else:
+            apply_membership(db, self.model, indexes[key], op, face_ids)
 
     def _snapshot(self, key: Key, index: VectorIndex, seq: int) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         index.save(self.snapshot_path(*key), {"seq": seq, "model": self.model})
 
 
+BACKENDS = ("faiss", "milvus")
+
+
 @lru_cache(maxsize=1)
-def get_registry() -> IndexRegistry:
+def get_registry() -> Registry:
+    """The process's vector backend, per `FACESRV_VECTOR_BACKEND`."""
     settings = get_settings()
     model = load_manifest(settings.model_manifest).models["recognition"].identity
+    if settings.vector_backend not in BACKENDS:
+        raise ValueError(
+            f"FACESRV_VECTOR_BACKEND={settings.vector_backend!r}: expected one of "
+            + ", ".join(BACKENDS)
+        )
+    if settings.vector_backend == "milvus":
+        # Imported here: the FAISS path never loads pymilvus (nor needs it installed).
+        from app.services.milvus_sync import MilvusRegistry
+
+        return MilvusRegistry.from_settings(settings, model)
     return IndexRegistry(
         settings.data_dir / "index", settings.exact_index_max, settings.index_rerank, model
     )

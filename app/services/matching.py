@@ -10,10 +10,9 @@ from sqlalchemy.orm import Session
 
 from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
 from app.errors import ApiError, bad_request
-from app.index.vectors import VectorIndex
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
 from app.services.embeddings import require_vector, served_column, served_vector
-from app.services.indexes import get_registry
+from app.services.indexes import Searchable, get_registry
 from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
 
@@ -125,7 +124,7 @@ def _public_ids(db: Session, face_ids: list[int]) -> dict[int, str]:
 
 def _collection_index(
     db: Session, account_id: int, model: type[Faceset] | type[Group], ref: Ref | None
-) -> tuple[Faceset | Group, VectorIndex]:
+) -> tuple[Faceset | Group, Searchable]:
     """The caller's faceset or group and its index; INVALID_* if unknown, EMPTY_* if empty."""
     collection = model.__tablename__.removesuffix("s")  # "faceset" or "group", as in the log
     status = collection.upper()
