@@ -205,6 +205,49 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild every faceset's and group's vectors from the store, in the configured backend:
+    Milvus collections get a fresh generation (searches go on against the old one until it is
+    ready), FAISS snapshots are rewritten. Prints one JSON line per collection, then a total."""
+    import time
+
+    from app.db.models import Faceset, Group
+    from app.services.indexes import get_registry
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    with session_scope() as db:
+        if args.account:
+            account = find_account(db, args.account)
+            if account is None:
+                print(f"facesrv: no account {args.account}", file=sys.stderr)
+                return 1
+            accounts = [account]
+        else:
+            accounts = list(db.scalars(select(Account).order_by(Account.id)))
+        targets = [
+            (account.id, account.api_id, kind, row_id, public_id)
+            for account in accounts
+            for kind, model in (("faceset", Faceset), ("group", Group))
+            for row_id, public_id in db.execute(
+                select(model.id, model.public_id)
+                .where(model.account_id == account.id)
+                .order_by(model.id)
+            )
+        ]
+    registry = get_registry()
+    faces = 0
+    for account_id, api_id, kind, row_id, public_id in targets:
+        started = time.perf_counter()
+        count = registry.rebuild(account_id, kind, row_id)
+        faces += count
+        line = {"api_id": api_id, kind: public_id, "faces": count}
+        print(json.dumps(line | {"seconds": round(time.perf_counter() - started, 2)}), flush=True)
+    summary = {"backend": settings.vector_backend, "collections": len(targets), "faces": faces}
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Accounts to one archive (app.tools.archive); prints what went in, never a secret."""
     from app.tools.archive import export_archive
@@ -370,6 +413,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before anything imports prometheus_client: every worker then writes its samples to files
     # there, and /metrics reads them all (app.metrics). A fresh folder per start: no stale pids.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facesrv-metrics-")
+    if settings.vector_backend == "milvus":
+        from app.index.milvus import is_local, serve_lite
+
+        if is_local(settings.milvus_uri):
+            # milvus-lite opens its folder in one process only: this one opens it and serves
+            # it on loopback to every worker, which inherit the URI.
+            try:
+                os.environ["FACESRV_MILVUS_URI"] = serve_lite(settings.milvus_uri)
+            except RuntimeError as error:
+                print(f"facesrv: {error}", file=sys.stderr)
+                return 2
+            get_settings.cache_clear()
     import uvicorn
 
     from app.api.http_protocol import PROTOCOL
@@ -528,6 +583,17 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(run=cmd_db_upgrade)
+
+    index = commands.add_parser(
+        "index", help="the vector indexes (FACESRV_VECTOR_BACKEND)"
+    ).add_subparsers(dest="action", required=True)
+    rebuild = index.add_parser(
+        "rebuild",
+        help="rebuild every faceset's and group's index from the store "
+        f"(backend: FACESRV_VECTOR_BACKEND, now {settings.vector_backend})",
+    )
+    rebuild.add_argument("--account", help="only this api_id (or key id) (default: every account)")
+    rebuild.set_defaults(run=cmd_index_rebuild)
 
     export = commands.add_parser(
         "export", help="write accounts and all they own to one archive (a backup)"

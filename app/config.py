@@ -67,6 +67,9 @@ class Settings:
     exact_index_max: int
     index_rerank: int
     index_log_days: int
+    vector_backend: str  # "faiss" (per-worker indexes) or "milvus" (one shared copy)
+    milvus_uri: str  # a local path ending in .db (milvus-lite) or http://host:19530
+    milvus_index: str  # "FLAT", or e.g. "HNSW:M=32,efConstruction=200,ef=256"
     log_level: str
     attractive: bool
     fetch_timeout_s: float
@@ -110,6 +113,9 @@ class Settings:
             exact_index_max=_env_int("EXACT_INDEX_MAX", 50_000),
             index_rerank=_env_int("INDEX_RERANK", 256),
             index_log_days=_env_int("INDEX_LOG_DAYS", 7),
+            vector_backend=_env("VECTOR_BACKEND", "faiss").strip().lower(),
+            milvus_uri=_env("MILVUS_URI", str(data_dir / "milvus.db")),
+            milvus_index=_env("MILVUS_INDEX", "FLAT"),
             log_level=_env("LOG_LEVEL", "info"),
             attractive=_env_bool("ATTRACTIVE", True),
             fetch_timeout_s=float(_env("FETCH_TIMEOUT", "5")),
