@@ -16,7 +16,11 @@ What it measures, through the product's own paths:
 Genuine probes are base vectors plus noise, renormalised (cosine ~0.8 to their source, like a
 second photo of an enrolled person), so recall@1 has a clear true answer; stranger probes are
 fresh random vectors, whose exact top 1 is barely better than the next thousand (reported
-apart). Usage: .venv/bin/python bench/search.py [--n 1000000]
+apart). Usage: .venv/bin/python bench/search.py [--n 1000000] [--backend faiss|milvus|both]
+
+With `--backend both` the same store is measured on FAISS, then on Milvus (milvus-lite in the
+server process, `FACESRV_MILVUS_INDEX` as set, FLAT by default), and a side-by-side table ends
+the output.
 """
 
 from __future__ import annotations
@@ -48,9 +52,17 @@ STRANGERS = 50
 
 
 def machine() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        milvus = f"milvus-lite {version('milvus-lite')}, pymilvus {version('pymilvus')}"
+    except PackageNotFoundError:
+        milvus = "no milvus-lite"
+    memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else 0
     return (
         f"{platform.platform()} | {cpu_model()} | {os.cpu_count()} cores | "
-        f"faiss {faiss.__version__} | Python {platform.python_version()}"
+        f"{int(memory) // 1024**2} GB | faiss {faiss.__version__} | {milvus} | "
+        f"Python {platform.python_version()}"
     )
 
 
@@ -183,7 +195,10 @@ class Server:
 
 
 def write_then_search(
-    client: httpx.Client, creds: dict[str, str], faceset_id: str, face_ids: list[str]
+    client: httpx.Client,
+    creds: dict[str, str],
+    faceset_id: str,
+    face_ids: list[str],
 ) -> tuple[list[float], int]:
     """Add each face alone to the big faceset, then search for it: a write on a big account,
     then the log replay that makes it searchable at once."""
@@ -201,10 +216,137 @@ def write_then_search(
     return add_ms, found
 
 
+def pct(values: list[float], p: float) -> float:
+    return float(np.percentile(values, p))
+
+
+def run_backend(
+    backend: str,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    creds: dict[str, str],
+    faceset_id: str,
+    probe_ids: list[str],
+    expected: list[str],
+) -> dict[str, float]:
+    """Every phase of the module docstring on one vector backend; returns its figures."""
+    env = {**env, "FACESRV_VECTOR_BACKEND": backend}
+    figures: dict[str, float] = {}
+    print(f"--- backend {backend} ---", flush=True)
+    server = Server(env, args.port)
+    rss_before = server.rss_mb()
+    started = time.perf_counter()
+    trained = httpx.post(
+        f"{server.base}/face/training", timeout=7200, json={**creds, "faceset_id": faceset_id}
+    )
+    assert trained.status_code == 200, trained.text
+    figures["training_s"] = time.perf_counter() - started
+    print(f"/face/training (read from the store, build, persist): {figures['training_s']:.1f} s")
+    server.stop()
+
+    server = Server(env, args.port)
+    rss_idle = server.rss_mb()
+    first = httpx.post(
+        f"{server.base}/face/search",
+        timeout=7200,
+        json={**creds, "face_id": probe_ids[0], "faceset_id": faceset_id},
+    )
+    assert first.status_code == 200, first.text
+    figures["ready_s"] = time.perf_counter() - server.started
+    print(f"restart to ready (process start to first search answered): {figures['ready_s']:.1f} s")
+    loaded_mb = server.rss_mb() - rss_idle
+    figures["kb_per_face"] = loaded_mb * 1024 / args.n
+    print(
+        f"memory: {loaded_mb:.0f} MB for the loaded faceset = {figures['kb_per_face']:.2f} KB a "
+        f"face, in the facesrv process (milvus-lite runs inside it) (server idle "
+        f"{rss_idle:.0f} MB; before training {rss_before:.0f} MB)"
+    )
+
+    server_ms, client_ms, hits = [], [], np.zeros(len(probe_ids), bool)
+    with httpx.Client(base_url=server.base, timeout=600) as client:
+        for q in range(args.queries):
+            i = q % PROBES  # timings on genuine probes; strangers only for their recall below
+            t0 = time.perf_counter()
+            response = client.post(
+                "/face/search",
+                json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id, "top": 3},
+            )
+            client_ms.append((time.perf_counter() - t0) * 1000)
+            server_ms.append(float(response.headers["server-timing"].split("dur=")[1]))
+            hits[i] = response.json()["candidates"][0]["face_id"] == expected[i]
+        for i in range(PROBES, PROBES + STRANGERS):
+            response = client.post(
+                "/face/search", json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id}
+            )
+            hits[i] = response.json()["candidates"][0]["face_id"] == expected[i]
+        add_ms, found_at_once = write_then_search(client, creds, faceset_id, probe_ids[: args.adds])
+        # Out again, so that the next backend starts from the same faceset.
+        removed = client.post(
+            "/faceset/remove_face",
+            json={**creds, "faceset_id": faceset_id, "face_id": probe_ids[: args.adds]},
+        )
+        assert removed.status_code == 200, removed.text
+    server.stop()
+
+    genuine = min(args.queries, PROBES)
+    figures |= {
+        "p50_ms": pct(server_ms, 50),
+        "p99_ms": pct(server_ms, 99),
+        "recall_genuine": float(hits[:genuine].mean()),
+        "recall_strangers": float(hits[PROBES:].mean()),
+        "add_p50_ms": pct(add_ms, 50),
+        "add_p99_ms": pct(add_ms, 99),
+        "found_at_once": found_at_once / len(add_ms),
+    }
+    print(f"/face/search top=3, {args.queries} queries, 1 client (load avg {load_average()}):")
+    print(f"  server-side  p50 {figures['p50_ms']:.2f} ms  p99 {figures['p99_ms']:.2f} ms")
+    print(
+        f"  at client    p50 {pct(client_ms, 50):.2f} ms  p99 {pct(client_ms, 99):.2f} ms  "
+        f"mean {statistics.fmean(client_ms):.2f} ms"
+    )
+    print(
+        f"  recall@1 vs exact search: genuine {figures['recall_genuine']:.3f} ({genuine} "
+        f"probes), strangers {figures['recall_strangers']:.3f} ({STRANGERS} probes)"
+    )
+    print(
+        f"/faceset/add_face, one face at a time into the {args.n:,}-face faceset, then at once "
+        f"/face/search for it, {len(add_ms)} times:"
+    )
+    print(
+        f"  add_face server-side  p50 {figures['add_p50_ms']:.2f} ms  "
+        f"p99 {figures['add_p99_ms']:.2f} ms"
+    )
+    print(f"  found by the next search: {found_at_once} / {len(add_ms)}", flush=True)
+    return figures
+
+
+ROWS = [
+    ("/face/training (build from the store)", "training_s", "{:.1f} s"),
+    ("restart to first search answered", "ready_s", "{:.1f} s"),
+    ("memory per face (facesrv process)", "kb_per_face", "{:.2f} KB"),
+    ("/face/search p50 (server-side)", "p50_ms", "{:.1f} ms"),
+    ("/face/search p99 (server-side)", "p99_ms", "{:.1f} ms"),
+    ("recall@1, genuine probes", "recall_genuine", "{:.3f}"),
+    ("recall@1, strangers", "recall_strangers", "{:.3f}"),
+    ("add_face p50 (server-side)", "add_p50_ms", "{:.1f} ms"),
+    ("add_face p99 (server-side)", "add_p99_ms", "{:.1f} ms"),
+    ("added face found by the next search", "found_at_once", "{:.0%}"),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument(
+        "--adds", type=int, default=PROBES + STRANGERS, help="add_face calls (default: every probe)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=["faiss", "milvus", "both"],
+        default="faiss",
+        help="FACESRV_VECTOR_BACKEND to measure; both: one after the other on the same store",
+    )
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int, default=8765)
@@ -222,6 +364,7 @@ def main() -> None:
         "FACESRV_DATABASE_URL": database_url,
         # The installed model pack stays where it is; only the data moves to the temporary folder.
         "FACESRV_MODELS_DIR": str(Settings.from_env().models_dir),
+        "FACESRV_MILVUS_URI": str(work / "milvus.db"),
     }
     os.environ.update(env)
     print(f"faceset of {args.n:,} synthetic faces in {database_url.split(':')[0]}")
@@ -229,80 +372,24 @@ def main() -> None:
         database_url, args.n, args.seed
     )
     creds = {"api_id": api_id, "api_secret": secret}
-
-    server = Server(env, args.port)
-    rss_before = server.rss_mb()
-    started = time.perf_counter()
-    trained = httpx.post(
-        f"{server.base}/face/training", timeout=3600, json={**creds, "faceset_id": faceset_id}
-    )
-    assert trained.status_code == 200, trained.text
-    print(
-        f"/face/training (read from the store, build, snapshot): "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    server.stop()
-
-    server = Server(env, args.port)
-    rss_idle = server.rss_mb()
-    first = httpx.post(
-        f"{server.base}/face/search",
-        timeout=3600,
-        json={**creds, "face_id": probe_ids[0], "faceset_id": faceset_id},
-    )
-    assert first.status_code == 200, first.text
-    ready_s = time.perf_counter() - server.started
-    print(f"restart to ready (process start to first search answered): {ready_s:.1f} s")
-    print(
-        f"memory: {server.rss_mb() - rss_idle:.0f} MB for the loaded faceset = "
-        f"{(server.rss_mb() - rss_idle) * 1024 * 1024 / args.n / 1024:.2f} KB a face "
-        f"(server idle {rss_idle:.0f} MB; during training build {rss_before:.0f} MB before)"
-    )
-
     exact = faiss.IndexFlatIP(DIM)
     exact.add(vectors)
     _, truth = exact.search(probes, 1)
     expected = [f"{row:032x}" for row in truth[:, 0]]
-    server_ms, client_ms, hits = [], [], np.zeros(len(probe_ids), bool)
-    with httpx.Client(base_url=server.base, timeout=60) as client:
-        for q in range(args.queries):
-            i = q % PROBES  # timings on genuine probes; strangers only for their recall below
-            t0 = time.perf_counter()
-            response = client.post(
-                "/face/search",
-                json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id, "top": 3},
-            )
-            client_ms.append((time.perf_counter() - t0) * 1000)
-            server_ms.append(float(response.headers["server-timing"].split("dur=")[1]))
-            hits[i] = response.json()["candidates"][0]["face_id"] == expected[i]
-        for i in range(PROBES, PROBES + STRANGERS):
-            response = client.post(
-                "/face/search", json={**creds, "face_id": probe_ids[i], "faceset_id": faceset_id}
-            )
-            hits[i] = response.json()["candidates"][0]["face_id"] == expected[i]
-        add_ms, found_at_once = write_then_search(client, creds, faceset_id, probe_ids)
-    server.stop()
+    del exact, vectors
 
-    def pct(values: list[float], p: float) -> float:
-        return float(np.percentile(values, p))
+    backends = ["faiss", "milvus"] if args.backend == "both" else [args.backend]
+    results = {}
+    for backend in backends:
+        if backend == "milvus":
+            print(f"milvus index: {os.environ.get('FACESRV_MILVUS_INDEX', 'FLAT')}")
+        results[backend] = run_backend(backend, env, args, creds, faceset_id, probe_ids, expected)
 
-    print(f"/face/search top=3, {args.queries} queries, 1 client (load avg {load_average()}):")
-    print(f"  server-side  p50 {pct(server_ms, 50):.2f} ms  p99 {pct(server_ms, 99):.2f} ms")
-    print(
-        f"  at client    p50 {pct(client_ms, 50):.2f} ms  p99 {pct(client_ms, 99):.2f} ms  "
-        f"mean {statistics.fmean(client_ms):.2f} ms"
-    )
-    print(
-        f"  recall@1 vs exact search: genuine {hits[: min(args.queries, PROBES)].mean():.3f} "
-        f"({min(args.queries, PROBES)} probes), strangers {hits[PROBES:].mean():.3f} "
-        f"({STRANGERS} probes)"
-    )
-    print(
-        f"/faceset/add_face, one face at a time into the {args.n:,}-face faceset, then at once "
-        f"/face/search for it, {len(add_ms)} times:"
-    )
-    print(f"  add_face server-side  p50 {pct(add_ms, 50):.2f} ms  p99 {pct(add_ms, 99):.2f} ms")
-    print(f"  found by the next search: {found_at_once} / {len(add_ms)}")
+    print(f"\n{args.n:,} faces, side by side:")
+    print("| | " + " | ".join(results) + " |")
+    print("|---" * (len(results) + 1) + "|")
+    for label, key, fmt in ROWS:
+        print(f"| {label} | " + " | ".join(fmt.format(r[key]) for r in results.values()) + " |")
     if args.keep:
         print(f"data kept in {work}")
     else:
