@@ -26,7 +26,10 @@ COPY app ./app
 COPY migrations ./migrations
 COPY models ./models
 # Editable, like the README: migrations and the manifest are found beside the app package.
-RUN pip install -c docker/constraints.txt -e . && facesrv models install
+# FACESRV_EXTRAS: optional extras, e.g. "[milvus]" for FACESRV_VECTOR_BACKEND=milvus against a
+# Milvus server (docker-compose.yml's milvus profile); none by default.
+ARG FACESRV_EXTRAS=""
+RUN pip install -c docker/constraints.txt -e ".${FACESRV_EXTRAS}" && facesrv models install
 
 USER facesrv
 VOLUME /data
