@@ -187,10 +187,16 @@ class MilvusCollections:
                 self.client.create_alias(name, base)
         self.drop_generations(base, keep=name)
 
+    def names(self) -> list[str]:
+        """Every collection in this Milvus database (concrete names, not aliases)."""
+        with _timed("list"):
+            return self.client.list_collections()
+
     def drop_generations(self, base: str, keep: str | None = None) -> None:
         """Drop every generation of `base` but `keep` (left-overs of interrupted builds too)."""
+        names = self.names()
         with _timed("drop"):
-            for other in self.client.list_collections():
+            for other in names:
                 if other.startswith(f"{base}_g") and other != keep:
                     if keep is None:
                         for alias in self.client.list_aliases(other).get("aliases", []):

@@ -228,7 +228,7 @@ class MilvusRegistry:
         """The account's complete collections in Milvus: key -> (concrete name, its seq)."""
         prefix = account_prefix(self.model, account_id)
         found: dict[Key, tuple[str, int]] = {}
-        for name in self.milvus.client.list_collections():
+        for name in self.milvus.names():
             key = parse_generation(prefix, name)
             if key is None or key in found:
                 continue
