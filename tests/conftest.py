@@ -118,6 +118,37 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--vector-backend",
+        choices=["faiss", "milvus"],
+        default=os.environ.get("FACESRV_TEST_VECTOR_BACKEND", "faiss"),
+        help="FACESRV_VECTOR_BACKEND of the tests (default: FACESRV_TEST_VECTOR_BACKEND or faiss)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under --vector-backend milvus, leave out the tests of FAISS's own machinery (snapshot
+    files, one index per worker): deselected, not skipped, since CI fails on any skip."""
+    if config.getoption("--vector-backend") != "milvus":
+        return
+    kept = [item for item in items if item.get_closest_marker("faiss_only") is None]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def vector_backend(request: pytest.FixtureRequest) -> str:
+    return request.config.getoption("--vector-backend")
+
+
+@pytest.fixture(scope="session")
+def milvus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the test process's milvus-lite folders live: one per database under test (a
+    Milvus copy follows one store), kept for the session as the databases are."""
+    return tmp_path_factory.mktemp("milvus")
+
+
 def forget_process_state() -> None:
     """Per-process caches hold settings and indexes tied to one database; tests switch them."""
     get_settings.cache_clear()
@@ -128,10 +159,19 @@ def forget_process_state() -> None:
 
 
 @pytest.fixture
-def configured(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Point the settings at the backend under test for the duration of one test."""
+def configured(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    vector_backend: str,
+    milvus_dir: Path,
+) -> Iterator[str]:
+    """Point the settings at the backends under test for the duration of one test."""
     monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
     monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("FACESRV_VECTOR_BACKEND", vector_backend)
+    dialect = database_url.split(":")[0].split("+")[0]
+    monkeypatch.setenv("FACESRV_MILVUS_URI", str(milvus_dir / f"{dialect}.db"))
     forget_process_state()
     with session_scope() as db:  # no failed authentications left over from an earlier test
         db.execute(delete(AuthFailureWindow))

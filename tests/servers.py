@@ -43,7 +43,10 @@ class Server:
         full_env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith("FACESRV_") or key in ("FACESRV_MODELS_DIR",)
+            # The backend under test, but not its milvus-lite folder: the test process holds
+            # that one (a server gets its own, under its data folder).
+            if not key.startswith("FACESRV_")
+            or key in ("FACESRV_MODELS_DIR", "FACESRV_VECTOR_BACKEND")
         }
         full_env.update({"FACESRV_DATABASE_URL": database_url, "FACESRV_DATA_DIR": str(data_dir)})
         full_env.update(env or {})

@@ -249,6 +249,7 @@ def test_training_checks_every_id(
     assert call(client, account, "/face/training")["status"] == "INVALID_ARGUMENT"
 
 
+@pytest.mark.faiss_only
 @pytest.mark.parametrize("damage", ["truncated", "foreign"])
 def test_an_unreadable_snapshot_is_rebuilt_from_the_store(
     client: TestClient,
@@ -273,6 +274,7 @@ def test_an_unreadable_snapshot_is_rebuilt_from_the_store(
     assert snapshot.exists()
 
 
+@pytest.mark.faiss_only
 def test_operator_index_settings_win_over_a_snapshot(
     client: TestClient,
     account: Credentials,
@@ -298,6 +300,7 @@ def _faceset_row_id(public_id: str) -> int:
         return db.scalar(select(Faceset.id).where(Faceset.public_id == public_id))
 
 
+@pytest.mark.faiss_only
 def test_a_cold_load_blocks_no_search_of_another_collection(
     client: TestClient,
     account: Credentials,
@@ -359,6 +362,7 @@ def _prune_everything(creds: Credentials) -> None:
     assert prune_account_log(_account_id(creds), datetime.now(UTC) + timedelta(seconds=1)) > 0
 
 
+@pytest.mark.faiss_only
 def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
     client: TestClient, account: Credentials, people: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -388,6 +392,7 @@ def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
     assert sorted(found[0][found[0] >= 0]) == sorted([rows[a2], rows[b1]]), "a1 is gone"
 
 
+@pytest.mark.faiss_only
 def test_a_snapshot_older_than_the_pruned_log_is_rebuilt(
     client: TestClient, account: Credentials, people: dict[str, list[str]], tmp_path: Path
 ) -> None:
@@ -647,3 +652,5 @@ def test_operator_threshold_makes_big_calls_async(
         "/face/search", json={**account.query, "face_id": faces[0], "face_ids": faces[:2]}
     )
     assert small.status_code == 200
+    # Done before the test's settings go: a task left running would search under the next's.
+    assert _wait_for_task(client, account, response.json()["task_id"])["task_status"] == "done"

@@ -31,7 +31,7 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def pip_command(project: Path, report: Path, *extra: str) -> list[str]:
+def pip_command(project: Path, report: Path, *extra: str, extras: str = "") -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -46,7 +46,7 @@ def pip_command(project: Path, report: Path, *extra: str) -> list[str]:
         str(CONSTRAINTS),
         *extra,
         "-e",
-        str(project),
+        f"{project}{extras}",
     ]
 
 
@@ -68,15 +68,25 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+# What each resolution installs: the two builds, and each with the Milvus extra it may take
+# (milvus-lite requires faiss-cpu, so the CUDA build takes only the client).
+RESOLUTIONS = {
+    "cpu": (None, ""),
+    "gpu": ("gpu", ""),
+    "cpu+milvus-lite": (None, "[milvus-lite]"),
+    "gpu+milvus": ("gpu", "[milvus]"),
+}
+
+
 @pytest.fixture(scope="module")
 def reports(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """pip's installation report per build: the default (CPU) and FACESRV_BUILD=gpu, in parallel."""
+    """pip's installation report per resolution (RESOLUTIONS), all in parallel."""
     out = tmp_path_factory.mktemp("reports")
     runs = {}
-    for label, build in (("cpu", None), ("gpu", "gpu")):
+    for label, (build, extras) in RESOLUTIONS.items():
         report = out / f"{label}.json"
         process = subprocess.Popen(
-            pip_command(project, report),
+            pip_command(project, report, extras=extras),
             env=pip_env(build),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -136,6 +146,13 @@ def test_the_image_constraints_pin_every_wheel_of_both_builds(reports: dict[str,
         unpinned = sorted(set(wheels) - set(pins))
         assert not unpinned, f"{build} build installs wheels the constraints lack: {unpinned}"
         assert all(pins[name] == version for name, version in wheels.items())
+
+
+def test_the_milvus_extras_keep_each_build_on_its_own_faiss(reports: dict[str, dict]) -> None:
+    lite, client = installed(reports["cpu+milvus-lite"]), installed(reports["gpu+milvus"])
+    assert {"pymilvus", "milvus-lite", "faiss-cpu"} <= set(lite) and not GPU_WHEELS & set(lite)
+    assert {"pymilvus"} | GPU_WHEELS <= set(client)
+    assert not ({"milvus-lite"} | CPU_WHEELS) & set(client), "the CUDA build got faiss-cpu"
 
 
 def test_an_unknown_build_is_refused(project: Path, tmp_path: Path) -> None:

@@ -1,0 +1,272 @@
+"""The Milvus backend against the store and against FAISS: same answers, rebuilt when wiped,
+exact under concurrent writers in two processes, `facesrv index rebuild`, its metrics.
+
+These run whatever --vector-backend says (each picks its backends itself), on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from milvus_lite.server_manager import server_manager_instance
+from sqlalchemy import select
+
+from app.cli import main
+from app.db.models import Account
+from app.db.session import session_scope
+from app.index.milvus import account_prefix, serve_lite
+from app.services.indexes import get_registry
+from app.services.milvus_sync import MilvusRegistry
+from app.services.upkeep import prune_account_log
+from tests.conftest import Credentials, forget_process_state, make_account
+from tests.photos import celeba_identities
+from tests.servers import Server
+from tests.test_operability import metric_value
+from tests.utils.api import detect_face, post, reply
+
+
+def call(client: TestClient, creds: Credentials, path: str, **body: object) -> dict:
+    return reply(post(client, path, creds, **body))
+
+
+@pytest.fixture
+def milvus(configured: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This test on the Milvus backend (the conftest's milvus-lite folder of its database)."""
+    monkeypatch.setenv("FACESRV_VECTOR_BACKEND", "milvus")
+    forget_process_state()
+    yield
+    forget_process_state()
+
+
+@pytest.fixture
+def people(client: TestClient, account: Credentials) -> list[list[str]]:
+    """Five identities with three detected faces each."""
+    identities = list(celeba_identities().values())[:5]
+    return [[detect_face(client, account, image) for image in images[:3]] for images in identities]
+
+
+def _registry() -> MilvusRegistry:
+    registry = get_registry()
+    assert isinstance(registry, MilvusRegistry)
+    return registry
+
+
+def _account_id(creds: Credentials) -> int:
+    with session_scope() as db:
+        return db.scalar(select(Account.id).where(Account.api_id == creds.api_id))
+
+
+def _answers(client: TestClient, creds: Credentials, probes: list[str], faceset: str, group: str):  # noqa: ANN202
+    """Every probe's search (top 5) and identification (top 5) answers, as the client sees them."""
+    return [
+        (
+            call(client, creds, "/face/search", face_id=probe, faceset_id=faceset, top=5)[
+                "candidates"
+            ],
+            call(client, creds, "/face/identification", face_id=probe, group_id=group, top=5)[
+                "candidates"
+            ],
+        )
+        for probe in probes
+    ]
+
+
+def test_milvus_gives_the_answers_of_faiss(
+    client: TestClient,
+    account: Credentials,
+    people: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same data, both backends in one test: same candidates, order and rendered confidence."""
+    enrolled = [face for trio in people for face in trio[:2]]
+    faceset = call(client, account, "/faceset/create", name="fs", face_id=enrolled)["faceset_id"]
+    persons = [
+        call(client, account, "/person/create", name=f"p{i}", face_id=trio[:2])["person_id"]
+        for i, trio in enumerate(people)
+    ]
+    group = call(client, account, "/group/create", name="g", person_id=persons)["group_id"]
+    probes = [trio[2] for trio in people] + [people[0][0]]
+
+    answers = {}
+    for backend in ("faiss", "milvus"):
+        monkeypatch.setenv("FACESRV_VECTOR_BACKEND", backend)
+        forget_process_state()
+        answers[backend] = _answers(client, account, probes, faceset, group)
+    for faiss_answer, milvus_answer in zip(answers["faiss"], answers["milvus"], strict=True):
+        assert milvus_answer == faiss_answer
+    searched, identified = answers["milvus"][0]
+    assert searched[0]["face_id"] in people[0][:2] and len(searched) == 5
+    assert identified and identified[0]["person_id"] == persons[0]
+
+
+def _collections_of(creds: Credentials) -> set[str]:
+    """The Milvus collections of one account (the folder is shared by the tests' accounts)."""
+    prefix = account_prefix(_registry().model, _account_id(creds))
+    return {
+        name for name in _registry().milvus.client.list_collections() if name.startswith(prefix)
+    }
+
+
+def _wipe(registry: MilvusRegistry) -> None:
+    client = registry.milvus.client
+    for name in client.list_collections():
+        for alias in client.list_aliases(name).get("aliases", []):
+            client.drop_alias(alias)
+        client.drop_collection(name)
+
+
+def test_a_wiped_milvus_is_rebuilt_from_the_store_and_a_restart_reuses_it(
+    milvus: None, client: TestClient, account: Credentials, people: list[list[str]]
+) -> None:
+    (a1, a2, a3), (b1, *_) = people[:2]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1, a2, b1])["faceset_id"]
+    first = call(client, account, "/face/search", face_id=a3, faceset_id=faceset, top=3)
+    assert [c["face_id"] for c in first["candidates"]][:2] in ([a1, a2], [a2, a1])
+
+    _wipe(_registry())  # every collection gone, while this worker still trusts what it knew
+    call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=a1)
+    again = call(client, account, "/face/search", face_id=a3, faceset_id=faceset, top=3)
+    assert [c["face_id"] for c in again["candidates"]] == [
+        c["face_id"] for c in first["candidates"] if c["face_id"] != a1
+    ]
+    _wipe(_registry())
+    stale = call(client, account, "/face/search", face_id=a3, faceset_id=faceset, top=3)
+    assert stale["candidates"] == again["candidates"], "searched a missing collection: rebuilt"
+
+    # A restart of facesrv and of milvus-lite: nothing known, collections kept but released.
+    server_manager_instance.release_server(_registry().milvus.uri)
+    get_registry.cache_clear()
+    built = _registry().milvus.client.list_collections()
+    restarted = call(client, account, "/face/search", face_id=a3, faceset_id=faceset, top=3)
+    assert restarted["candidates"] == again["candidates"]
+    assert set(_registry().milvus.client.list_collections()) == set(built), "reused, not rebuilt"
+
+
+def test_a_collection_idle_through_a_prune_is_rebuilt(
+    milvus: None, client: TestClient, account: Credentials, people: list[list[str]]
+) -> None:
+    (a1, a2, _), (b1, *_) = people[:2]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
+    assert call(client, account, "/face/search", face_id=a1, faceset_id=faceset)["_code"] == 200
+    call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2, b1])
+    call(client, account, "/faceset/remove_face", faceset_id=faceset, face_id=[a1])
+    assert prune_account_log(_account_id(account), datetime.now(UTC) + timedelta(seconds=1)) > 0
+    get_registry.cache_clear()  # another worker, which never replayed those changes
+
+    body = call(client, account, "/face/search", face_id=a1, faceset_id=faceset, top=5)
+    assert sorted(c["face_id"] for c in body["candidates"]) == sorted([a2, b1]), "a1 is gone"
+
+
+def test_index_rebuild_makes_a_new_generation_with_the_same_answers(
+    milvus: None,
+    client: TestClient,
+    account: Credentials,
+    people: list[list[str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    faces = [trio[0] for trio in people]
+    faceset = call(client, account, "/faceset/create", name="f", face_id=faces)["faceset_id"]
+    before = call(client, account, "/face/search", face_id=people[1][1], faceset_id=faceset)
+    old = _collections_of(account)
+    capsys.readouterr()
+
+    assert main(["index", "rebuild", "--account", account.api_id]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[0]["faceset"] == faceset and lines[0]["faces"] == len(faces)
+    assert lines[-1] == {"backend": "milvus", "collections": 1, "faces": len(faces)}
+    after = call(client, account, "/face/search", face_id=people[1][1], faceset_id=faceset)
+    assert after["candidates"] == before["candidates"]
+    assert len(_collections_of(account)) == 1 and not old & _collections_of(account)
+
+
+def test_milvus_calls_and_syncs_are_metered(
+    milvus: None,
+    client: TestClient,
+    account: Credentials,
+    people: list[list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FACESRV_METRICS_TOKEN", "scrape-me")
+    forget_process_state()
+    faceset = call(client, account, "/faceset/create", name="f", face_id=people[0])["faceset_id"]
+    call(client, account, "/face/search", face_id=people[0][0], faceset_id=faceset)
+    text = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"}).text
+    assert metric_value(text, "facesrv_milvus_duration_seconds_count", operation="search") >= 1
+    assert metric_value(text, "facesrv_milvus_syncs_total", outcome="built") >= 1
+    assert metric_value(text, "facesrv_milvus_sync_rows_total") >= 0
+
+
+@pytest.mark.slow
+def test_a_removed_face_never_returns_under_two_processes_sharing_milvus(
+    configured: str, tmp_path: Path
+) -> None:
+    """Two server processes on one store and one Milvus; one adds and removes a face over and
+    over while both search: a face removed is never found again, a face added is found at once."""
+    uri = serve_lite(str(tmp_path / "shared-milvus.db"))  # what `facesrv serve` does for workers
+    env = {"FACESRV_VECTOR_BACKEND": "milvus", "FACESRV_MILVUS_URI": uri}
+    servers = [Server(configured, tmp_path / name, env=env) for name in ("a", "b")]
+    try:
+        writer, reader = (server.client() for server in servers)
+        creds = make_account()
+        identities = list(celeba_identities().values())
+        steady = [detect_face(writer, creds, images[0]) for images in identities[:4]]
+        toggled = detect_face(writer, creds, identities[4][0])
+        faceset = reply(post(writer, "/faceset/create", creds, name="f", face_id=steady))
+        faceset_id = faceset["faceset_id"]
+        stop, seen_after_remove = threading.Event(), []
+
+        def search_forever(client: object) -> None:  # loads and syncs concurrently with writes
+            while not stop.is_set():
+                post(client, "/face/search", creds, face_id=steady[0], faceset_id=faceset_id)
+
+        searchers = [
+            threading.Thread(target=search_forever, args=(server.client(),), daemon=True)
+            for server in servers
+        ]
+        for searcher in searchers:
+            searcher.start()
+        try:
+            for _ in range(12):
+                for op, present in (("add_face", True), ("remove_face", False)):
+                    assert (
+                        reply(
+                            post(
+                                writer,
+                                f"/faceset/{op}",
+                                creds,
+                                faceset_id=faceset_id,
+                                face_id=toggled,
+                            )
+                        )["status"]
+                        == "OK"
+                    )
+                    for client in (reader, writer):
+                        found = reply(
+                            post(
+                                client,
+                                "/face/search",
+                                creds,
+                                face_id=toggled,
+                                faceset_id=faceset_id,
+                                top=10,
+                            )
+                        )["candidates"]
+                        here = toggled in [c["face_id"] for c in found]
+                        if here != present:
+                            seen_after_remove.append((op, client is reader))
+        finally:
+            stop.set()
+            for searcher in searchers:
+                searcher.join(30)
+        assert not seen_after_remove
+        final = reply(post(reader, "/face/search", creds, face_id=toggled, faceset_id=faceset_id))
+        assert toggled not in [c["face_id"] for c in final["candidates"]]
+    finally:
+        for server in servers:
+            server.stop()
