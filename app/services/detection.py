@@ -52,6 +52,10 @@ class Analysis:
     rgb: np.ndarray  # upright, after EXIF and auto-rotation
     turned: int  # clockwise degrees auto_rotate applied
     faces: list[DetectedFace]
+    # One JPEG crop per face (FACESRV_THUMBNAILS), made here with the other pixel work: made in
+    # `store`, inside the write transaction, 36 faces of a crowd photo held SQLite's write lock
+    # long enough to stall every other account's writes (tests/test_fairness.py caught it).
+    thumbnails: list[bytes] | None
 
 
 def image_source(file: bytes | None, url: str | None) -> bytes | str:
@@ -81,7 +85,10 @@ def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool)
                 rgb = _rotate(rgb, turned)
         faces = analyzer.analyze(rgb, attributes=attributes, emotions=emotions)
     metrics.FACES_DETECTED.inc(len(faces))
-    return Analysis(decoded, rgb, turned, faces)
+    thumbnails = None
+    if get_settings().thumbnails:
+        thumbnails = [face_thumbnail(rgb, face.box) for face in faces]
+    return Analysis(decoded, rgb, turned, faces, thumbnails)
 
 
 def _face_row(
@@ -114,8 +121,8 @@ def store(
     user_data: str | None,
     source_url: str | None = None,
 ) -> Detection:
-    """Remember the image (and the url it came from) and its faces, each with its thumbnail
-    unless FACESRV_THUMBNAILS is off; ids expire after ID_LIFETIME."""
+    """Remember the image (and the url it came from) and its faces, each with the thumbnail
+    `analyse` made (unless FACESRV_THUMBNAILS is off); ids expire after ID_LIFETIME."""
     height, width = analysis.rgb.shape[:2]
     expires_at = datetime.now(UTC) + ID_LIFETIME
     image = Image(
@@ -135,10 +142,10 @@ def store(
     rows = [_face_row(account.id, image, face, expires_at, model) for face in analysis.faces]
     db.add_all(rows)
     db.flush()
-    if get_settings().thumbnails:
+    if analysis.thumbnails is not None:
         db.add_all(
-            FaceThumbnail(face_id=row.id, jpeg=face_thumbnail(analysis.rgb, face.box))
-            for row, face in zip(rows, analysis.faces, strict=True)
+            FaceThumbnail(face_id=row.id, jpeg=jpeg)
+            for row, jpeg in zip(rows, analysis.thumbnails, strict=True)
         )
         db.flush()
     return Detection(image, rows, ROTATE_NAMES.get(analysis.turned))
