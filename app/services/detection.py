@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -56,6 +56,12 @@ class Analysis:
     # `store`, inside the write transaction, 36 faces of a crowd photo held SQLite's write lock
     # long enough to stall every other account's writes (tests/test_fairness.py caught it).
     thumbnails: list[bytes] | None
+
+    def only_face(self, index: int) -> Analysis:
+        """This analysis down to one of its faces (the one a person is enrolled with), its
+        thumbnail kept beside it."""
+        thumbnails = None if self.thumbnails is None else [self.thumbnails[index]]
+        return replace(self, faces=[self.faces[index]], thumbnails=thumbnails)
 
 
 def image_source(file: bytes | None, url: str | None) -> bytes | str:

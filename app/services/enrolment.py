@@ -10,7 +10,7 @@ The photo's largest face is the one enrolled, as those vendors do.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import select
@@ -38,7 +38,7 @@ def largest_face(analysis: Analysis) -> Analysis:
         return (right - left) * (bottom - top)
 
     biggest = max(range(len(analysis.faces)), key=area)
-    return replace(analysis, faces=[analysis.faces[biggest]])
+    return analysis.only_face(biggest)
 
 
 @dataclass(frozen=True)

@@ -615,7 +615,7 @@ class Store:
         )
         areas = [float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) for f in analysis.faces]
         chosen = pick_face(areas, single_face_only)
-        return Detected(data, digest, analysis=replace(analysis, faces=[analysis.faces[chosen]]))
+        return Detected(data, digest, analysis=analysis.only_face(chosen))
 
     def _person_ref(self, db: Any, name: str, face_ids: list[str], made: Counter[str]) -> str:
         """The person's public id, the faces joining it; made (with them) if missing."""
