@@ -209,10 +209,7 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     """Rebuild every faceset's and group's vectors from the store, in the configured backend:
     Milvus collections get a fresh generation (searches go on against the old one until it is
     ready), FAISS snapshots are rewritten. Prints one JSON line per collection, then a total."""
-    import time
-
-    from app.db.models import Faceset, Group
-    from app.services.indexes import get_registry
+    from app.index.registry import rebuild_collections
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -225,25 +222,19 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
             accounts = [account]
         else:
             accounts = list(db.scalars(select(Account).order_by(Account.id)))
-        targets = [
-            (account.id, account.api_id, kind, row_id, public_id)
-            for account in accounts
-            for kind, model in (("faceset", Faceset), ("group", Group))
-            for row_id, public_id in db.execute(
-                select(model.id, model.public_id)
-                .where(model.account_id == account.id)
-                .order_by(model.id)
-            )
-        ]
-    registry = get_registry()
-    faces = 0
-    for account_id, api_id, kind, row_id, public_id in targets:
-        started = time.perf_counter()
-        count = registry.rebuild(account_id, kind, row_id)
-        faces += count
-        line = {"api_id": api_id, kind: public_id, "faces": count}
-        print(json.dumps(line | {"seconds": round(time.perf_counter() - started, 2)}), flush=True)
-    summary = {"backend": settings.vector_backend, "collections": len(targets), "faces": faces}
+        api_ids = {account.id: account.api_id for account in accounts}
+    collections = faces = 0
+    for rebuilt in rebuild_collections(list(api_ids)):
+        collections += 1
+        faces += rebuilt.faces
+        line = {
+            "api_id": api_ids[rebuilt.account_id],
+            rebuilt.key.kind.value: rebuilt.public_id,
+            "faces": rebuilt.faces,
+            "seconds": round(rebuilt.seconds, 2),
+        }
+        print(json.dumps(line), flush=True)
+    summary = {"backend": settings.vector_backend, "collections": collections, "faces": faces}
     print(json.dumps(summary))
     return 0
 
@@ -413,18 +404,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Before anything imports prometheus_client: every worker then writes its samples to files
     # there, and /metrics reads them all (app.metrics). A fresh folder per start: no stale pids.
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="facesrv-metrics-")
-    if settings.vector_backend == "milvus":
-        from app.index.milvus import is_local, serve_lite
+    from app.index.registry import share_engine
 
-        if is_local(settings.milvus_uri):
-            # milvus-lite opens its folder in one process only: this one opens it and serves
-            # it on loopback to every worker, which inherit the URI.
-            try:
-                os.environ["FACESRV_MILVUS_URI"] = serve_lite(settings.milvus_uri)
-            except RuntimeError as error:
-                print(f"facesrv: {error}", file=sys.stderr)
-                return 2
-            get_settings.cache_clear()
+    try:
+        # milvus-lite opens its folder in one process only: this one opens it and serves it on
+        # loopback to every worker, which inherit the URI.
+        shared = share_engine(settings)
+    except RuntimeError as error:
+        print(f"facesrv: {error}", file=sys.stderr)
+        return 2
+    if shared is not None:
+        os.environ["FACESRV_MILVUS_URI"] = shared
+        get_settings.cache_clear()
     import uvicorn
 
     from app.api.http_protocol import PROTOCOL

@@ -43,7 +43,7 @@ HTTP_STATUS_NAMES = {
 
 async def api_error_handler(_request: Request, error: Exception) -> ApiResponse:
     assert isinstance(error, ApiError)
-    return ApiResponse(error.body(), status_code=error.http_status)
+    return ApiResponse(error.body(), status_code=error.http_status, headers=error.headers)
 
 
 async def http_error_handler(request: Request, error: Exception) -> ApiResponse:

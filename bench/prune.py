@@ -17,6 +17,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -50,7 +52,7 @@ def run(database_url: str, work: Path, n: int, old: int) -> None:
     from app.db.migrate import upgrade
     from app.db.models import IndexChange
     from app.db.session import session_scope
-    from app.services import changes
+    from app.services import upkeep
     from app.services.accounts import create_account, parse_quota
     from app.services.upkeep import prune_account_log
 
@@ -79,21 +81,22 @@ def run(database_url: str, work: Path, n: int, old: int) -> None:
         db.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
     held: list[float] = []
-    prune = changes.prune
+    account_write = upkeep.account_write
 
-    def timed_prune(*prune_args: object) -> int:
+    @contextmanager
+    def timed_write(account: int) -> Iterator[object]:  # the pruning transaction, commit included
         started = time.perf_counter()
-        deleted = prune(*prune_args)  # type: ignore[arg-type]
+        with account_write(account) as db:
+            yield db
         held.append(time.perf_counter() - started)
-        return deleted
 
-    changes.prune = timed_prune  # type: ignore[assignment]
+    upkeep.account_write = timed_write  # type: ignore[assignment]
     try:
         started = time.perf_counter()
         deleted = prune_account_log(account_id, now - timedelta(days=7))
         total = time.perf_counter() - started
     finally:
-        changes.prune = prune  # type: ignore[assignment]
+        upkeep.account_write = account_write  # type: ignore[assignment]
     print(
         f"log of {n:,} rows, {old:,} old: deleted {deleted:,} in {total:.2f} s, "
         f"{len(held)} transactions, longest {max(held) * 1000:.1f} ms under the lock "

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,10 +27,13 @@ from app.config import REPO_ROOT, get_settings
 from app.db.migrate import upgrade
 from app.db.models import AuthFailureWindow
 from app.db.session import session_scope
+from app.index.registry import get_registry
 from app.services.accounts import create_account, parse_quota
 from app.services.credentials import server_key
-from app.services.indexes import get_registry
 from tests.servers import Server
+
+if TYPE_CHECKING:
+    from tests.utils.milvus_server import RunningMilvus
 
 # The research photo set (CelebA dev subset with identities, MTFL): the facesrv shared data folder,
 # beside the checkout. A fresh clone has none; what needs it skips with RESEARCH_PHOTOS_MISSING
@@ -125,14 +129,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("FACESRV_TEST_VECTOR_BACKEND", "faiss"),
         help="FACESRV_VECTOR_BACKEND of the tests (default: FACESRV_TEST_VECTOR_BACKEND or faiss)",
     )
+    parser.addoption(
+        "--milvus",
+        choices=["lite", "server"],
+        default=os.environ.get("FACESRV_TEST_MILVUS", "lite"),
+        help="where the Milvus backend's tests keep their collections: a milvus-lite folder per "
+        "database, or one real Milvus server the session starts (the `milvus` package)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under --vector-backend milvus, leave out the tests of FAISS's own machinery (snapshot
-    files, one index per worker): deselected, not skipped, since CI fails on any skip."""
-    if config.getoption("--vector-backend") != "milvus":
-        return
-    kept = [item for item in items if item.get_closest_marker("faiss_only") is None]
+    files, one index per worker); without --milvus server, those that need a Milvus server:
+    deselected, not skipped, since CI fails on any skip."""
+    left_out = set()
+    if config.getoption("--vector-backend") == "milvus":
+        left_out.add("faiss_only")
+    if config.getoption("--milvus") != "server":
+        left_out.add("milvus_server")
+    kept = [item for item in items if not left_out & {mark.name for mark in item.iter_markers()}]
     config.hook.pytest_deselected(items=[item for item in items if item not in kept])
     items[:] = kept
 
@@ -143,10 +158,34 @@ def vector_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def milvus_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningMilvus | None]:
+    """Under --milvus server: one real Milvus server process for the session (its own data
+    folder and free ports), stopped at the end. Both databases' stores share it, as two
+    deployments would: their collections' names keep them apart."""
+    if request.config.getoption("--milvus") != "server":
+        yield None
+        return
+    from tests.utils.milvus_server import milvus_server as start_milvus
+
+    with start_milvus(tmp_path_factory.mktemp("milvus-server")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def milvus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where the test process's milvus-lite folders live: one per database under test (a
     Milvus copy follows one store), kept for the session as the databases are."""
     return tmp_path_factory.mktemp("milvus")
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(milvus_server: RunningMilvus | None, milvus_dir: Path) -> Callable[[str], str]:
+    """FACESRV_MILVUS_URI of a database under test (by its URL)."""
+    if milvus_server is not None:
+        return lambda _database_url: milvus_server.uri
+    return lambda database_url: str(milvus_dir / f"{database_url.split(':')[0].split('+')[0]}.db")
 
 
 def forget_process_state() -> None:
@@ -164,14 +203,13 @@ def configured(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     vector_backend: str,
-    milvus_dir: Path,
+    milvus_uri: Callable[[str], str],
 ) -> Iterator[str]:
     """Point the settings at the backends under test for the duration of one test."""
     monkeypatch.setenv("FACESRV_DATABASE_URL", database_url)
     monkeypatch.setenv("FACESRV_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("FACESRV_VECTOR_BACKEND", vector_backend)
-    dialect = database_url.split(":")[0].split("+")[0]
-    monkeypatch.setenv("FACESRV_MILVUS_URI", str(milvus_dir / f"{dialect}.db"))
+    monkeypatch.setenv("FACESRV_MILVUS_URI", milvus_uri(database_url))
     forget_process_state()
     with session_scope() as db:  # no failed authentications left over from an earlier test
         db.execute(delete(AuthFailureWindow))

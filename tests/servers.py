@@ -44,9 +44,10 @@ class Server:
             key: value
             for key, value in os.environ.items()
             # The backend under test, but not its milvus-lite folder: the test process holds
-            # that one (a server gets its own, under its data folder).
+            # that one (a server gets its own, under its data folder); a Milvus server is shared.
             if not key.startswith("FACESRV_")
             or key in ("FACESRV_MODELS_DIR", "FACESRV_VECTOR_BACKEND")
+            or (key == "FACESRV_MILVUS_URI" and "://" in value)
         }
         full_env.update({"FACESRV_DATABASE_URL": database_url, "FACESRV_DATA_DIR": str(data_dir)})
         full_env.update(env or {})

@@ -16,10 +16,12 @@ from sqlalchemy import Row, event, func, select, update
 from app.config import get_settings
 from app.db.models import Account, Face, Faceset, IndexChange
 from app.db.session import engine_for, session_scope
-from app.domain import ChangeOp
+from app.domain import ChangeOp, Kind
+from app.index import changelog
+from app.index.changelog import CollectionKey
+from app.index.faiss_registry import FaissRegistry
+from app.index.registry import get_registry
 from app.index.vectors import HAMMING
-from app.services import changes
-from app.services.indexes import IndexRegistry, get_registry
 from app.services.upkeep import prune_account_log, prune_change_log
 from tests.conftest import Credentials, make_account
 from tests.photos import celeba_identities
@@ -317,12 +319,12 @@ def test_a_cold_load_blocks_no_search_of_another_collection(
     warm = call(client, account, "/faceset/create", name="warm", face_id=faces[6:])["faceset_id"]
     elsewhere = call(client, other, "/faceset/create", name="x", face_id=other_face)["faceset_id"]
     own, stranger = _account_id(account), _account_id(other)
-    registry = IndexRegistry(tmp_path / "worker", exact_max=50_000)
+    registry = FaissRegistry(tmp_path / "worker", exact_max=50_000)
     searches = [(own, _faceset_row_id(warm)), (stranger, _faceset_row_id(elsewhere))]
 
     def search(account_id: int, faceset_id: int, sizes: list[int]) -> None:
         with session_scope() as db:
-            sizes.append(len(registry.get(db, account_id, "faceset", faceset_id)))
+            sizes.append(len(registry.get(db, account_id, CollectionKey(Kind.FACESET, faceset_id))))
 
     for account_id, faceset_id in searches:  # warm: loaded before the cold load starts
         search(account_id, faceset_id, [])
@@ -369,12 +371,12 @@ def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
     """Another worker's index, loaded before changes it never replayed were pruned."""
     (a1, a2, _), (b1, *_) = list(people.values())[:2]
     faceset = call(client, account, "/faceset/create", name="f", face_id=[a1])["faceset_id"]
-    other_worker = IndexRegistry(tmp_path / "other-worker", exact_max=50_000)
+    other_worker = FaissRegistry(tmp_path / "other-worker", exact_max=50_000)
     with session_scope() as db:
         row = db.scalar(select(Faceset).where(Faceset.public_id == faceset))
         assert row is not None
         account_id, faceset_row = row.account_id, row.id
-        assert len(other_worker.get(db, account_id, "faceset", faceset_row)) == 1
+        assert len(other_worker.get(db, account_id, CollectionKey(Kind.FACESET, faceset_row))) == 1
     assert (
         call(client, account, "/faceset/add_face", faceset_id=faceset, face_id=[a2, b1])["status"]
         == "OK"
@@ -386,7 +388,7 @@ def test_an_index_idle_through_a_prune_rebuilds_from_the_store(
     _prune_everything(account)
 
     with session_scope() as db:
-        index = other_worker.get(db, account_id, "faceset", faceset_row)
+        index = other_worker.get(db, account_id, CollectionKey(Kind.FACESET, faceset_row))
         rows = dict(db.execute(select(Face.public_id, Face.id)).all())
     _, found = index.search(np.ones((1, 512), np.float32), 10)
     assert sorted(found[0][found[0] >= 0]) == sorted([rows[a2], rows[b1]]), "a1 is gone"
@@ -509,13 +511,13 @@ def test_pruning_goes_in_batches_and_replaces_each_collections_marker(
     of_faceset = (log[0].collection, log[0].collection_id)
     of_group = (log[3].collection, log[3].collection_id)
     deleted_per_transaction: list[int] = []
-    prune = changes.prune
+    prune = changelog.prune_rows
 
     def counting_prune(*args: Any) -> int:
         deleted_per_transaction.append(prune(*args))
         return deleted_per_transaction[-1]
 
-    monkeypatch.setattr(changes, "prune", counting_prune)
+    monkeypatch.setattr(changelog, "prune_rows", counting_prune)
 
     def markers() -> list[tuple[tuple[str, int], int]]:
         rows = [row for row in _log_of(account_id) if row.op == ChangeOp.PRUNED]

@@ -79,7 +79,9 @@ def enveloped(render: Callable[[ApiError | None], Response]) -> type[APIRoute]:
                 try:
                     return await handler(request)
                 except ApiError as error:
-                    return render(error)
+                    response = render(error)
+                    response.headers.update(error.headers or {})  # Retry-After of a 503
+                    return response
                 except Exception:
                     log.exception("unexpected failure in %s", request.url.path)
                     return render(None)

@@ -308,6 +308,20 @@ class IndexChange(Base):
     )
 
 
+class StoreIdentity(Base):
+    """Which store this is: one row, made with the schema (migration 0011).
+
+    Derived copies kept outside the database (Milvus collections) carry it in their names, so
+    two deployments sharing one Milvus never open each other's collections, and a copy made
+    from another store (or a database restored or re-created) is never taken for this one's.
+    """
+
+    __tablename__ = "store_identity"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1: one row
+    uuid: Mapped[str] = mapped_column(String(32))
+
+
 class Task(Base):
     """An opt-in asynchronous call; kept in the store so a restart cannot lose it."""
 

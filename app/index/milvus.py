@@ -1,11 +1,12 @@
 """Face vectors in Milvus (milvus-lite or a Milvus server): one collection per faceset or group.
 
 Like `vectors.VectorIndex`, this module knows nothing but int64 face ids and 512-d float32
-L2-normalised vectors; what they belong to and when they change is `app.services.milvus_sync`'s.
+L2-normalised vectors; what they belong to and when they change is `app.index.milvus_registry`'s.
 
 Layout, and why:
-- one Milvus collection per faceset and per group (and per recognition model: workers of two
-  models during a rolling `facesrv reembed` must not overwrite each other's vectors). A search
+- one Milvus collection per faceset and per group, per store and per recognition model: two
+  deployments may share one Milvus and must never open each other's collections, and workers of
+  two models during a rolling `facesrv reembed` must not overwrite each other's vectors. A search
   then scans only its own collection, a deleted faceset is one drop, and the layout is the one
   the FAISS backend keeps in each worker, so the change-log replay is the same code. One shared
   collection filtered by a collection field would make every search filter through all
@@ -18,12 +19,22 @@ Layout, and why:
   holds nothing and is rebuilt from the store. A collection without the property is a build
   that did not finish.
 
-Scores: FLAT (the default) is exact inner-product search: the same candidates as FAISS's
-flat index. Approximate types (HNSW, IVF_FLAT, ...) fetch `rerank` candidates instead. Either
-way the candidates come back with their vectors and are scored here by the FAISS backend's own
-kernel, so every score is exact and bit-identical to FAISS's, and only recall (did the true
-best face make the candidate list?) depends on the index: `bench/search.py --backend milvus`
-measures it against exact search.
+- a fresh generation is filled with inserts (an upsert is a delete plus an insert: twice the
+  work, and deletes Milvus must apply at every search until compaction); a large one is indexed
+  over sealed segments before it is loaded and published, so its first search does not scan
+  growing segments while the index builds.
+
+Consistency: a search must see every change the caller synced, but Milvus's Strong consistency
+waits for the next time tick on every search (200 ms p50 on a 2.3 server). Searches instead
+name the timestamp they need: `tick` returns a Milvus timestamp taken after the caller's last
+sync (an upsert into the deployment's one-row clock collection), and a search guaranteed at it
+sees everything written before, waiting only when that is still in flight.
+
+Scores: FLAT (the default) is exact inner-product search, the same candidates as FAISS's flat
+index; HNSW, IVF_FLAT and the other types are approximate. The k candidates come back with their
+vectors and are scored here by the FAISS backend's own kernel, so every score is exact and
+bit-identical to FAISS's, and only recall (did the true best face make the list?) depends on the
+index: `bench/search.py --backend milvus` measures it against exact search.
 """
 
 from __future__ import annotations
@@ -48,6 +59,10 @@ SEQ_PROPERTY = "facesrv.seq"
 MAX_TOPK = 16_384
 # Rows per insert call: ~10 MB of vectors, well under gRPC's 64 MB message limit.
 INSERT_BATCH = 5_000
+# Generations at least this large are indexed over sealed segments before they are loaded.
+SEAL_MIN_SIZE = 10_000
+# Seconds a call may take before it fails (a Milvus that went away must not hang a request).
+CALL_TIMEOUT = 10.0
 # Milvus's "collection not found" status: a wiped Milvus, or a collection never built.
 COLLECTION_NOT_FOUND = 100
 # "collection not loaded": what a restarted Milvus (milvus-lite always) says of its collections
@@ -64,10 +79,6 @@ class IndexSpec:
     kind: str = "FLAT"
     build: dict[str, int | float | str] = field(default_factory=dict)
     search: dict[str, int | float | str] = field(default_factory=dict)
-
-    @property
-    def exact(self) -> bool:
-        return self.kind == "FLAT"
 
     @classmethod
     def parse(cls, text: str) -> IndexSpec:
@@ -91,6 +102,11 @@ def _number(text: str) -> int | float | str:
         except ValueError:
             pass
     return text
+
+
+def _guaranteed(ts: int) -> dict:
+    """A read's consistency: everything written before Milvus timestamp `ts`, no later."""
+    return {"consistency_level": "Customized", "guarantee_timestamp": ts}
 
 
 def is_local(uri: str) -> bool:
@@ -124,10 +140,15 @@ def _timed(operation: str) -> Iterator[None]:
         metrics.MILVUS_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
 
-def account_prefix(model: str | None, account_id: int) -> str:
+def deployment_prefix(store: str) -> str:
+    """What the names of one store's collections start with (`store`: its 32 hex digits)."""
+    return f"facesrv_{store[:16]}_"
+
+
+def account_prefix(store: str, model: str | None, account_id: int) -> str:
     """What the names of an account's collections for one recognition model start with."""
     tag = hashlib.sha1((model or "any").encode()).hexdigest()[:10]
-    return f"facesrv_{tag}_a{account_id}_"
+    return f"{deployment_prefix(store)}{tag}_a{account_id}_"
 
 
 def parse_generation(prefix: str, name: str) -> tuple[str, int] | None:
@@ -142,14 +163,14 @@ def parse_generation(prefix: str, name: str) -> tuple[str, int] | None:
 class MilvusCollections:
     """Create, fill, change and search the alias-fronted collections of one Milvus."""
 
-    def __init__(self, uri: str, dim: int, spec: IndexSpec, rerank: int) -> None:
+    def __init__(self, uri: str, dim: int, spec: IndexSpec, clock: str) -> None:
         self.uri = uri
         self.dim = dim
         self.spec = spec
-        self.rerank = rerank
+        self.clock = clock  # the one-row collection `tick` writes to
         # pymilvus starts milvus-lite in this process for a local .db path (one process per
         # folder: `facesrv serve` shares it with its workers over gRPC, see app.cli).
-        self.client = MilvusClient(uri=uri)
+        self.client = MilvusClient(uri=uri, timeout=CALL_TIMEOUT)
 
     def state(self, base: str) -> tuple[str, int] | None:
         """The concrete collection behind `base` and the change-log seq it is current with;
@@ -161,21 +182,74 @@ class MilvusCollections:
         seq = described.get("properties", {}).get(SEQ_PROPERTY)
         return (described["collection_name"], int(seq)) if seq is not None else None
 
-    def create(self, base: str) -> str:
-        """A new, empty, loaded generation of `base` (not yet behind the alias)."""
-        name = f"{base}_g{time.time_ns()}"
+    def _schema(self, dim: int):  # noqa: ANN202 - pymilvus's CollectionSchema
         schema = self.client.create_schema(auto_id=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+        return schema
+
+    def _index_params(self):  # noqa: ANN202 - pymilvus's IndexParams
         index = self.client.prepare_index_params()
         index.add_index(
             "vector", index_type=self.spec.kind, metric_type="IP", params=dict(self.spec.build)
         )
+        return index
+
+    def build(self, base: str, ids: np.ndarray, vectors: np.ndarray) -> str:
+        """A new generation of `base` holding these vectors, indexed and loaded, not yet behind
+        the alias. A small one is created loaded and filled; a large one is filled unloaded,
+        sealed, indexed, then loaded, so it is searched through its index from the start."""
+        name = f"{base}_g{time.time_ns()}"
+        small = len(ids) < SEAL_MIN_SIZE
         with _timed("create"):
             self.client.create_collection(
-                name, schema=schema, index_params=index, consistency_level="Strong"
+                name,
+                schema=self._schema(self.dim),
+                index_params=self._index_params() if small else None,
             )
+        self.insert(name, ids, vectors)
+        if not small:
+            with _timed("flush"):
+                self.client.flush(name)
+            with _timed("index"):
+                self.client.create_index(name, self._index_params())
+                self._wait_indexed(name)
+            self.load(name)
         return name
+
+    def _wait_indexed(self, name: str) -> None:
+        while True:
+            (index_name,) = self.client.list_indexes(name)
+            described = self.client.describe_index(name, index_name)
+            if described.get("state") == "Failed":
+                raise MilvusException(message=f"index build of {name} failed: {described}")
+            if int(described.get("pending_index_rows", 0)) == 0 and described.get(
+                "state", "Finished"
+            ) in {"Finished", "IndexStateNone"}:
+                return
+            time.sleep(0.5)
+
+    def tick(self) -> int:
+        """A Milvus timestamp later than every write made so far (see the module's notes)."""
+
+        def write() -> int:
+            with _timed("tick"):
+                result = self.client._get_connection().upsert_rows(  # noqa: SLF001 - the
+                    # public upsert drops the mutation's timestamp, which is all we want here
+                    self.clock,
+                    [{"id": 0, "vector": [1.0, 0.0]}],
+                    timeout=CALL_TIMEOUT,
+                )
+            return int(result.timestamp)
+
+        try:
+            return write()
+        except MilvusException as error:
+            if error.code != COLLECTION_NOT_FOUND:
+                raise
+        with _timed("create"):  # first use, or a wiped Milvus
+            self.client.create_collection(self.clock, schema=self._schema(2))
+        return write()
 
     def publish(self, base: str, name: str, seq: int) -> None:
         """Mark `name` complete at `seq`, move the alias to it, drop the generations it replaced."""
@@ -207,7 +281,16 @@ class MilvusCollections:
         with _timed("mark"):
             self.client.alter_collection_properties(name, {SEQ_PROPERTY: str(seq)})
 
+    def insert(self, name: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add rows whose ids the collection does not hold (a fresh generation)."""
+        self._write("insert", self.client.insert, name, ids, vectors)
+
     def upsert(self, name: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._write("upsert", self.client.upsert, name, ids, vectors)
+
+    def _write(
+        self, operation: str, call: Callable, name: str, ids: np.ndarray, vectors: np.ndarray
+    ) -> None:
         for start in range(0, len(ids), INSERT_BATCH):
             rows = [
                 {"id": int(i), "vector": v}
@@ -217,8 +300,8 @@ class MilvusCollections:
                     strict=True,
                 )
             ]
-            with _timed("upsert"):
-                self.client.upsert(name, rows)
+            with _timed(operation):
+                call(name, rows)
 
     def delete(self, name: str, ids: np.ndarray) -> None:
         if len(ids):
@@ -240,12 +323,12 @@ class MilvusCollections:
         self.load(name)
         return call()
 
-    def count(self, name: str) -> int:
+    def count(self, name: str, ts: int) -> int:
+        """Rows of the collection as of Milvus timestamp `ts` (from `tick`)."""
+
         def query() -> list[dict]:
             with _timed("count"):
-                return self.client.query(
-                    name, output_fields=["count(*)"], consistency_level="Strong"
-                )
+                return self.client.query(name, output_fields=["count(*)"], **_guaranteed(ts))
 
         (row,) = self._loaded(name, query)
         return int(row["count(*)"])
@@ -255,18 +338,20 @@ class MilvusCollections:
         with _timed("flush"):
             self.client.flush(name)
 
-    def search(self, base: str, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, base: str, queries: np.ndarray, k: int, ts: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query row, best first; id -1 and score -inf pad short rows.
 
-        Milvus finds the candidates (the top k for FLAT, the index's top `rerank` otherwise)
-        with their vectors; they are then scored by a faiss flat index, the very kernel the
-        FAISS backend scores with, so both backends give bit-identical confidences.
+        Milvus finds the k candidates with their vectors, as of Milvus timestamp `ts` (from
+        `tick`); they are then scored by a faiss flat index, the very kernel the FAISS backend
+        scores with, so both backends give bit-identical confidences.
         Raises MilvusException (code COLLECTION_NOT_FOUND) when `base` does not exist.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         scores = np.full((len(queries), k), -np.inf, np.float32)
         ids = np.full((len(queries), k), -1, np.int64)
-        depth = min(k if self.spec.exact else max(k, self.rerank), MAX_TOPK)
+        depth = min(k, MAX_TOPK)
 
         def search() -> list[list[dict]]:
             with _timed("search"):
@@ -276,7 +361,7 @@ class MilvusCollections:
                     limit=depth,
                     output_fields=["vector"],
                     search_params={"metric_type": "IP", "params": dict(self.spec.search)},
-                    consistency_level="Strong",
+                    **_guaranteed(ts),
                 )
 
         results = self._loaded(base, search)

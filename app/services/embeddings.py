@@ -13,23 +13,9 @@ rolling restart that follows a re-embed.
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import ColumnElement, case
 
 from app.db.models import Face
 from app.errors import bad_request
-
-_faces = Face.__table__
-
-
-def served_column(model: str | None) -> ColumnElement[bytes | None]:
-    """SQL for the face's embedding by `model` (NULL when it has none); None: `embedding`."""
-    if model is None:
-        return _faces.c.embedding
-    return case(
-        (_faces.c.embedding_model == model, _faces.c.embedding),
-        (_faces.c.alt_embedding_model == model, _faces.c.alt_embedding),
-        else_=None,
-    )
 
 
 def served_vector(face: Face, model: str | None) -> np.ndarray | None:

@@ -16,13 +16,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.db.embeddings import served_column
 from app.db.models import Account, Face, Group, Person
 from app.errors import ApiError, bad_request
+from app.index.registry import get_registry
 from app.services import detection, membership
 from app.services.accounts import account_write
 from app.services.detection import Analysis
-from app.services.embeddings import served_column
-from app.services.indexes import get_registry
 from app.services.matching import similarity
 from app.services.membership import GROUPS, PERSONS
 from app.services.owned import Key, Ref, find_owned

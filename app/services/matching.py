@@ -8,11 +8,15 @@ import numpy as np
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from app.db.embeddings import served_column
 from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMember, Person
+from app.domain import Kind
 from app.errors import ApiError, bad_request
+from app.index.changelog import CollectionKey
+from app.index.protocol import Searchable
+from app.index.registry import get_registry
 from app.services.confidence import SAME_PERSON_CONFIDENCE, get_confidence_map
-from app.services.embeddings import require_vector, served_column, served_vector
-from app.services.indexes import Searchable, get_registry
+from app.services.embeddings import require_vector, served_vector
 from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
 
@@ -126,12 +130,12 @@ def _collection_index(
     db: Session, account_id: int, model: type[Faceset] | type[Group], ref: Ref | None
 ) -> tuple[Faceset | Group, Searchable]:
     """The caller's faceset or group and its index; INVALID_* if unknown, EMPTY_* if empty."""
-    collection = model.__tablename__.removesuffix("s")  # "faceset" or "group", as in the log
-    status = collection.upper()
+    kind = Kind.FACESET if model is Faceset else Kind.GROUP
+    status = kind.value.upper()
     entity = find_owned(db, model, account_id, ref, f"INVALID_{status}")
-    index = get_registry().get(db, account_id, collection, entity.id)
+    index = get_registry().get(db, account_id, CollectionKey(kind, entity.id))
     if len(index) == 0:
-        raise bad_request(f"EMPTY_{status}", f"the {collection} has no face")
+        raise bad_request(f"EMPTY_{status}", f"the {kind.value} has no face")
     return entity, index
 
 
@@ -234,9 +238,9 @@ def train(
     groups = [find_owned(db, Group, account.id, i, "INVALID_GROUP") for i in group_ids]
     registry = get_registry()
     for faceset in facesets:
-        registry.save(db, account.id, "faceset", faceset.id)
+        registry.save(db, account.id, CollectionKey(Kind.FACESET, faceset.id))
     for group in groups:
-        registry.save(db, account.id, "group", group.id)
+        registry.save(db, account.id, CollectionKey(Kind.GROUP, group.id))
 
 
 def work_size(db: Session, account: Account, faceset_id: str | None, group_id: str | None) -> int:

@@ -30,7 +30,8 @@ from app.db.models import Account, Face, Faceset, FacesetFace, Group, GroupMembe
 from app.db.session import session_scope
 from app.domain import ChangeOp, Kind
 from app.errors import ApiError, bad_request, invalid_argument
-from app.services import changes
+from app.index import changelog
+from app.index.changelog import CollectionKey
 from app.services.accounts import account_write
 from app.services.owned import Ref, find_owned, normalise_id, owned_persons, usable_faces
 
@@ -258,14 +259,17 @@ def _log(db: Session, account_id: int, deltas: Sequence[Delta]) -> None:
         if not delta.member_ids:
             continue
         if delta.kind is Kind.FACESET:
-            changes.record(db, account_id, Kind.FACESET, delta.owner_id, delta.member_ids, delta.op)
+            key = CollectionKey(Kind.FACESET, delta.owner_id)
+            changelog.record(db, account_id, key, delta.member_ids, delta.op)
         elif delta.kind is Kind.GROUP:  # the group's index holds the faces of its persons
             faces = select(Face.id).where(Face.person_id.in_(delta.member_ids))
-            changes.record(db, account_id, Kind.GROUP, delta.owner_id, db.scalars(faces), delta.op)
+            key = CollectionKey(Kind.GROUP, delta.owner_id)
+            changelog.record(db, account_id, key, db.scalars(faces), delta.op)
         else:  # a person's faces are in the index of every group the person is in
             groups = select(GroupMember.group_id).where(GroupMember.person_id == delta.owner_id)
             for group_id in db.scalars(groups).all():
-                changes.record(db, account_id, Kind.GROUP, group_id, delta.member_ids, delta.op)
+                key = CollectionKey(Kind.GROUP, group_id)
+                changelog.record(db, account_id, key, delta.member_ids, delta.op)
 
 
 def _attach(
@@ -326,7 +330,8 @@ def delete_entity(account: Account, spec: KindSpec, ref: Ref | None) -> None:
         if spec.kind is Kind.PERSON:  # its faces leave every group the person was in
             _log(db, account.id, [Delta(spec.kind, entity.id, member_ids, ChangeOp.REMOVE)])
         else:  # its index goes as a whole
-            changes.record(db, account.id, spec.kind, entity.id, [0], ChangeOp.DROP)
+            key = CollectionKey(spec.kind, entity.id)
+            changelog.record(db, account.id, key, [0], ChangeOp.DROP)
         db.execute(delete(spec.model).where(spec.model.id == entity.id))
 
 

@@ -36,8 +36,9 @@ from app.db.models import Account, Face, FacesetFace, GroupMember, Image
 from app.db.session import session_scope
 from app.domain import ChangeOp, Kind
 from app.errors import ApiError
+from app.index import changelog
+from app.index.changelog import CollectionKey
 from app.media.decode import decode_image
-from app.services import changes
 from app.services.accounts import account_write
 from app.vision.manifest import Manifest, load_manifest
 from app.vision.pipeline import FaceAnalyzer
@@ -371,7 +372,8 @@ class Reembedder:
             ).rowcount
             for kind, rows in ((Kind.FACESET, in_facesets), (Kind.GROUP, in_groups)):
                 for collection_id, face_ids in _grouped(rows):
-                    changes.record(db, account_id, kind, collection_id, face_ids, ChangeOp.ADD)
+                    key = CollectionKey(kind, collection_id)
+                    changelog.record(db, account_id, key, face_ids, ChangeOp.ADD)
         if swapped:
             self.report.switched += swapped
             self.report.accounts_switched.append(handle)

@@ -18,8 +18,10 @@ from app import metrics
 from app.config import get_settings
 from app.db.models import Account, Face, FacesetFace, Image
 from app.db.session import session_scope
-from app.services import changes, tasks
-from app.services.indexes import get_registry
+from app.index import changelog
+from app.index.registry import get_registry
+from app.services import tasks
+from app.services.accounts import account_write
 from app.services.ratelimit import (
     purge_old_failure_windows,
     purge_old_windows,
@@ -128,8 +130,10 @@ def prune_account_log(account_id: int, older_than: datetime, batch: int = PRUNE_
     deleted, after = 0, 0
     while True:
         with session_scope() as db:
-            old = changes.old_rows(db, account_id, older_than, after, batch)
-        deleted += changes.prune(account_id, old, after)
+            old = changelog.old_rows(db, account_id, older_than, after, batch)
+        if old.ends:  # a short write of its own, under the account lock like every writer
+            with account_write(account_id) as db:
+                deleted += changelog.prune_rows(db, account_id, old, after)
         if not old.more:
             return deleted
         after = old.through

@@ -74,6 +74,8 @@ from sqlalchemy.orm import Session
 from app import __version__
 from app.db.models import as_utc
 from app.db.session import make_engine
+from app.domain import Kind
+from app.index.changelog import CollectionKey
 from app.services import credentials
 from app.services.accounts import find_account
 
@@ -89,9 +91,10 @@ SKIPPED = {
     "rate_windows": "transient call counts",
     "auth_failure_windows": "transient failed-authentication counts, not per account",
     "signature_uses": "transient replay guard, not per account",
+    "store_identity": "which store this is: the target keeps its own (its Milvus names carry it)",
 }
-# Snapshot files are named by collection kind and row id (`IndexRegistry.snapshot_path`).
-COLLECTIONS = {"groups": "group", "facesets": "faceset"}
+# What the vector backend keeps outside the store is keyed by collection kind and row id.
+COLLECTIONS = {"groups": Kind.GROUP, "facesets": Kind.FACESET}
 
 
 class ArchiveError(ValueError):
@@ -442,7 +445,7 @@ def _import_v1(
     if manifest.get("signing_keys") == "in the clear":
         signing_keys = {entry["id"]: entry["signing_key"] for entry in _lines(tar, SIGNING_KEYS)}
     foreign_key = manifest.get("server_key_id") != server_key_id(key)
-    collections: list[tuple[str, int]] = []
+    collections: list[tuple[int, CollectionKey]] = []
     engine = _engine(database_url, "BEGIN IMMEDIATE")
     try:
         with engine.connect() as connection, connection.begin():
@@ -460,7 +463,10 @@ def _import_v1(
                     if table.name == "credentials":
                         _seal_again(batch, signing_keys, key, foreign_key, report)
                     if table.name in COLLECTIONS:
-                        collections += [(COLLECTIONS[table.name], row["id"]) for row in batch]
+                        collections += [
+                            (row["account_id"], CollectionKey(COLLECTIONS[table.name], row["id"]))
+                            for row in batch
+                        ]
                     _refuse_taken(connection, table, batch)
                     connection.execute(insert(table), batch)
                     count += len(batch)
@@ -601,16 +607,10 @@ def _has_sqlite_sequence(connection: Connection) -> bool:
     return connection.scalar(text(found)) is not None
 
 
-def _remove_snapshots(collections: list[tuple[str, int]]) -> int:
+def _remove_snapshots(collections: list[tuple[int, CollectionKey]]) -> int:
     """Snapshot files under an imported collection's id describe another store: they go, and
     the collection's index is built from the store on its first search."""
-    from app.services.indexes import get_registry
+    from app.index.registry import get_registry
 
     registry = get_registry()
-    removed = 0
-    for collection, row_id in collections:
-        snapshot = registry.snapshot_path(collection, row_id)
-        if snapshot.exists():
-            snapshot.unlink()
-            removed += 1
-    return removed
+    return sum(registry.discard(account_id, key) for account_id, key in collections)

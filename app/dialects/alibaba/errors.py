@@ -66,6 +66,8 @@ def from_api_error(error: ApiError) -> GatewayError | BusinessError:
     if error.status in _GATEWAY:
         status, code = _GATEWAY[error.status]
         return GatewayError(status, code, message)
+    if error.http_status == 503:  # a backend failed for now: POP's retryable gateway error
+        return GatewayError(503, "ServiceUnavailable", message)
     if error.http_status >= 500:
         return GatewayError(500, "InternalError", message)
     return BusinessError(_BUSINESS.get(error.status, 400), message)

@@ -1,7 +1,7 @@
-"""The Milvus backend: one copy of every collection, in Milvus, shared by all workers.
+"""The Milvus backend: one copy of every collection, in Milvus, shared by all workers and hosts.
 
 The store stays the only source of truth and Milvus a derived copy fed by the same change log
-as the FAISS backend (`app.services.indexes`), so docs/matching.md's guarantees hold the same way:
+as the FAISS backend, so `app.index.registry`'s guarantees hold the same way:
 
 - Current before every search: a search reads the account's last log seq (one indexed query).
   When this process knows its collection to be current with it, it searches at once; otherwise
@@ -9,23 +9,31 @@ as the FAISS backend (`app.services.indexes`), so docs/matching.md's guarantees 
   collections' own position (`facesrv.seq`, kept in Milvus, see `app.index.milvus`) and builds
   from the store the collection searched if Milvus lacks it. Adds read the faces' vectors from
   the store at replay time and are upserts, removes are deletes, so replaying is idempotent.
+  A sync ends with a Milvus timestamp (`MilvusCollections.tick`) that the searches after it are
+  guaranteed at: they see what any process wrote before, without Strong consistency's wait.
 - Replays never interleave: a sync holds a per-account lock that every process sharing the
   store honours (a PostgreSQL advisory lock; on SQLite, which lives on one host, an fcntl
   lock on a byte of a file beside the database), and reads the log in a fresh transaction
   taken under it. Two workers replaying the same rows concurrently could otherwise apply an
   old `add` after a newer `remove` and bring a removed face back. Writers never take this lock:
   a sync delays only other syncs of the same account.
+- Whose collections: their names carry the store's identity (`app.index.store.store_id`), so
+  deployments sharing one Milvus never see each other's; and a collection claiming a position
+  past the store's last seq was not written from this store as it is (a database restored from
+  a backup): it is rebuilt, never trusted.
 - A wiped Milvus has no collections, hence no positions: each collection is rebuilt from the
   store at its next search (a search that meets a missing collection syncs and retries). A
   rebuild fills a new generation and only then moves the alias, so no search ever sees half
   of one.
 - A `drop` in the log (the faceset or group was deleted) drops its Milvus collection; a
   collection the log can no longer bring up to date (pruned rows) is rebuilt from the store.
+- A Milvus that cannot be reached fails the call with a retryable 503, never a 500, and the
+  next call after it is back answers as before.
 
 The milvus-lite data folder is opened by one process only (it holds a lock on it): with a
 local `FACESRV_MILVUS_URI`, `facesrv serve` opens it once and serves it to its workers over
-gRPC on loopback (app.cli); a Milvus standalone or cluster (`http://host:19530`) is shared by
-any number of processes and hosts.
+gRPC on loopback (`registry.share_engine`); a Milvus standalone or cluster (`http://host:19530`)
+is shared by any number of processes and hosts.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 from pymilvus import MilvusException
 from sqlalchemy import text
@@ -47,29 +56,27 @@ from sqlalchemy.orm import Session
 from app import metrics
 from app.config import Settings
 from app.db.session import session_scope
-from app.domain import ChangeOp
+from app.domain import ChangeOp, Kind
+from app.errors import unavailable
+from app.index.changelog import Batch, CollectionKey, latest_seq, latest_seqs, read_changes
 from app.index.milvus import (
     COLLECTION_NOT_FOUND,
     IndexSpec,
     MilvusCollections,
     account_prefix,
+    deployment_prefix,
     parse_generation,
 )
-from app.services.indexes import (
-    EMBEDDING_DIM,
-    IndexStats,
-    Key,
-    apply_membership,
-    latest_seq,
-    members,
-    read_changes,
-)
+from app.index.protocol import IndexStats
+from app.index.store import EMBEDDING_DIM, apply_membership, members, store_id
 
 log = logging.getLogger("facesrv.index")
 
 # The first key of the two-key PostgreSQL advisory lock: "facesrv Milvus sync" (the second is
 # the account id), so no other user of advisory locks on the database collides with it.
 _ADVISORY_SPACE = 0x66534D53
+# Seconds a client is told to wait before retrying a call Milvus failed.
+RETRY_AFTER = 5
 
 # One lock per account for all registries of the process: an fcntl lock excludes other
 # processes only, so threads take this first.
@@ -115,10 +122,12 @@ def sync_session(account_id: int) -> Iterator[Session]:
 @dataclass(frozen=True)
 class Known:
     """What this process knows of a collection in Milvus: current with the log up to `seq`
-    (a lower bound: another process may have applied more since), holding `count` faces."""
+    (a lower bound: another process may have applied more since), holding `count` faces, all
+    visible to a read guaranteed at Milvus timestamp `ts`."""
 
     seq: int
     count: int | None
+    ts: int
 
 
 @dataclass
@@ -127,7 +136,7 @@ class MilvusCollection:
 
     registry: MilvusRegistry
     account_id: int
-    key: Key
+    key: CollectionKey
     count: int
 
     def __len__(self) -> int:
@@ -138,7 +147,7 @@ class MilvusCollection:
 
 
 class _Generation:
-    """One concrete Milvus collection as a replay target (`indexes.Target`)."""
+    """One concrete Milvus collection as a replay target (`store.Target`)."""
 
     def __init__(self, milvus: MilvusCollections, name: str) -> None:
         self.milvus, self.name = milvus, name
@@ -151,63 +160,83 @@ class _Generation:
 
 
 class MilvusRegistry:
-    """The Milvus backend of `app.services.indexes.Registry`."""
+    """The Milvus backend of `app.index.registry.Registry`."""
 
-    def __init__(self, milvus: MilvusCollections, model: str | None) -> None:
-        self.milvus = milvus
+    def __init__(self, uri: str, spec: IndexSpec, model: str | None) -> None:
         self.model = model
-        self._known: dict[tuple[int, Key], Known] = {}
+        with session_scope() as db:
+            self.store = store_id(db)
+        clock = f"{deployment_prefix(self.store)}clock"
+        with self._unavailable(uri):
+            self.milvus = MilvusCollections(uri, EMBEDDING_DIM, spec, clock)
+        self._known: dict[tuple[int, CollectionKey], Known] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings, model: str | None) -> MilvusRegistry:
-        spec = IndexSpec.parse(settings.milvus_index)
-        milvus = MilvusCollections(settings.milvus_uri, EMBEDDING_DIM, spec, settings.index_rerank)
-        return cls(milvus, model)
+        return cls(settings.milvus_uri, IndexSpec.parse(settings.milvus_index), model)
 
-    def _base(self, account_id: int, key: Key) -> str:
+    @staticmethod
+    @contextmanager
+    def _unavailable(uri: str) -> Iterator[None]:
+        """Milvus's failures as the retryable 503 a client is told about."""
+        try:
+            yield
+        except (MilvusException, grpc.RpcError) as error:
+            log.warning("Milvus at %s failed: %s", uri, error)
+            detail = getattr(error, "message", None) or str(error).strip().splitlines()[0]
+            reason = f"the vector database (Milvus) failed: {detail}; retry in {RETRY_AFTER} s"
+            raise unavailable(reason, RETRY_AFTER) from error
+
+    def _base(self, account_id: int, key: CollectionKey) -> str:
         """The alias a faceset's or group's collection is searched by."""
-        return f"{account_prefix(self.model, account_id)}{key[0]}_{key[1]}"
+        return f"{account_prefix(self.store, self.model, account_id)}{key.kind.value}_{key.id}"
 
-    def get(
-        self, db: Session, account_id: int, collection: str, collection_id: int
-    ) -> MilvusCollection:
-        key = (collection, collection_id)
+    def get(self, db: Session, account_id: int, key: CollectionKey) -> MilvusCollection:
         known = self._known.get((account_id, key))
-        if known is None or known.count is None or known.seq < latest_seq(db, account_id):
-            known = self._sync(account_id, key)
+        with self._unavailable(self.milvus.uri):
+            if known is None or known.count is None or known.seq < latest_seq(db, account_id):
+                known = self._sync(account_id, key)
         assert known.count is not None
         return MilvusCollection(self, account_id, key, known.count)
 
     def search(
-        self, account_id: int, key: Key, queries: np.ndarray, k: int
+        self, account_id: int, key: CollectionKey, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         base = self._base(account_id, key)
-        try:
-            return self.milvus.search(base, queries, k)
-        except MilvusException as error:
-            if error.code != COLLECTION_NOT_FOUND:
-                raise
-        # Gone since this process last synced (a wiped Milvus): rebuilt from the store.
-        log.warning("Milvus collection %s is missing: rebuilding it from the store", base)
-        self._known.pop((account_id, key), None)
-        self._sync(account_id, key)
-        return self.milvus.search(base, queries, k)
+        with self._unavailable(self.milvus.uri):
+            try:
+                return self.milvus.search(base, queries, k, self._known[(account_id, key)].ts)
+            except MilvusException as error:
+                if error.code != COLLECTION_NOT_FOUND:
+                    raise
+            # Gone since this process last synced (a wiped Milvus): rebuilt from the store.
+            log.warning("Milvus collection %s is missing: rebuilding it from the store", base)
+            self._known.pop((account_id, key), None)
+            known = self._sync(account_id, key)
+            return self.milvus.search(base, queries, k, known.ts)
 
-    def save(self, db: Session, account_id: int, collection: str, collection_id: int) -> None:
+    def save(self, db: Session, account_id: int, key: CollectionKey) -> None:
         """Training: sync the collection and persist its segments, so the next search (any
         worker, any restart) finds it built and Milvus reopens it without replaying a log."""
-        self.get(db, account_id, collection, collection_id)
-        state = self.milvus.state(self._base(account_id, (collection, collection_id)))
-        if state is not None:
-            self.milvus.flush(state[0])
+        self.get(db, account_id, key)
+        with self._unavailable(self.milvus.uri):
+            state = self.milvus.state(self._base(account_id, key))
+            if state is not None:
+                self.milvus.flush(state[0])
 
-    def rebuild(self, account_id: int, collection: str, collection_id: int) -> int:
-        key = (collection, collection_id)
-        with sync_session(account_id) as db:
+    def rebuild(self, account_id: int, key: CollectionKey) -> int:
+        with self._unavailable(self.milvus.uri), sync_session(account_id) as db:
             latest = latest_seq(db, account_id)
             count = self._build(db, account_id, key, latest)
-        self._known[(account_id, key)] = Known(latest, count)
+            self._known[(account_id, key)] = Known(latest, count, self.milvus.tick())
         return count
+
+    def discard(self, account_id: int, key: CollectionKey) -> bool:
+        with self._unavailable(self.milvus.uri):
+            found = self.milvus.state(self._base(account_id, key)) is not None
+            self.milvus.drop_generations(self._base(account_id, key))
+        self._known.pop((account_id, key), None)
+        return found
 
     def stats(self, db: Session) -> IndexStats:
         """What Milvus holds of the collections this process has synced; the worker itself
@@ -216,7 +245,8 @@ class MilvusRegistry:
         applied: dict[int, int] = {}
         for (account_id, _), state in known.items():
             applied[account_id] = min(applied.get(account_id, state.seq), state.seq)
-        lag = max((latest_seq(db, a) - seq for a, seq in applied.items()), default=0)
+        latest = latest_seqs(db, applied)
+        lag = max((latest.get(a, 0) - seq for a, seq in applied.items()), default=0)
         return IndexStats(
             collections=len(known),
             vectors=sum(state.count or 0 for state in known.values()),
@@ -224,29 +254,48 @@ class MilvusRegistry:
             change_log_lag=max(lag, 0),
         )
 
-    def _positions(self, account_id: int) -> dict[Key, tuple[str, int]]:
-        """The account's complete collections in Milvus: key -> (concrete name, its seq)."""
-        prefix = account_prefix(self.model, account_id)
-        found: dict[Key, tuple[str, int]] = {}
+    def _positions(self, account_id: int, latest: int) -> dict[CollectionKey, tuple[str, int]]:
+        """The account's complete collections in Milvus: key -> (concrete name, its seq).
+
+        One claiming a seq past `latest` was not written from this store as it is now (a
+        database restored from an older backup): it is dropped, and rebuilt when searched.
+        """
+        prefix = account_prefix(self.store, self.model, account_id)
+        found: dict[CollectionKey, tuple[str, int]] = {}
         for name in self.milvus.names():
-            key = parse_generation(prefix, name)
-            if key is None or key in found:
+            parsed = parse_generation(prefix, name)
+            if parsed is None:
+                continue
+            key = CollectionKey(Kind(parsed[0]), parsed[1])
+            if key in found:
                 continue
             state = self.milvus.state(self._base(account_id, key))
-            if state is not None:
-                found[key] = state
+            if state is None:
+                continue
+            if state[1] > latest:
+                log.warning(
+                    "Milvus %s claims seq %d, past the store's %d: not trusted, rebuilding",
+                    key,
+                    state[1],
+                    latest,
+                )
+                self.milvus.drop_generations(self._base(account_id, key))
+                self._known.pop((account_id, key), None)
+                continue
+            found[key] = state
         return found
 
-    def _sync(self, account_id: int, wanted: Key) -> Known:
+    def _sync(self, account_id: int, wanted: CollectionKey) -> Known:
         """Under the account's sync lock: bring its Milvus collections up to the log, and
         build `wanted` from the store if Milvus lacks it."""
         with sync_session(account_id) as db:
             latest = latest_seq(db, account_id)
-            positions = self._positions(account_id)
+            positions = self._positions(account_id, latest)
             for key, (name, _) in positions.items():
                 if (account_id, key) not in self._known:  # first sight since a restart
                     self.milvus.load(name)
-            counts: dict[Key, int] = {}  # collections whose size this sync changed
+            counted: set[CollectionKey] = set()  # collections whose size this sync changed
+            counts: dict[CollectionKey, int] = {}
             outcome = "current"
             if positions:
                 after = min(seq for _, seq in positions.values())
@@ -256,22 +305,24 @@ class MilvusRegistry:
                 if replay.batches or replay.outdated:
                     outcome = "replayed"
                 for key in self._apply(db, account_id, positions, replay.batches):
-                    name = positions[key][0]
-                    self.milvus.mark(name, max(latest, replay.last))
-                    counts[key] = self.milvus.count(name)
+                    self.milvus.mark(positions[key][0], max(latest, replay.last))
+                    counted.add(key)
                 for key in replay.outdated & positions.keys():
-                    log.warning("Milvus %s-%d predates the pruned log: rebuilding", *key)
+                    log.warning("Milvus %s predates the pruned log: rebuilding", key)
                     counts[key] = self._build(db, account_id, key, latest)
             if wanted not in positions:
                 counts[wanted] = self._build(db, account_id, wanted, latest)
                 positions[wanted] = (self._base(account_id, wanted), latest)
                 outcome = "built"
+            ts = self.milvus.tick()  # after every write of this sync, and of earlier ones
+            for key in counted:
+                counts[key] = self.milvus.count(positions[key][0], ts)
             for key, (name, _) in positions.items():
                 previous = self._known.get((account_id, key))
                 count = counts.get(key, previous.count if previous else None)
                 if key == wanted and count is None:
-                    count = self.milvus.count(name)
-                self._known[(account_id, key)] = Known(latest, count)
+                    count = self.milvus.count(name, ts)
+                self._known[(account_id, key)] = Known(latest, count, ts)
         metrics.MILVUS_SYNCS.labels(outcome).inc()
         return self._known[(account_id, wanted)]
 
@@ -279,35 +330,34 @@ class MilvusRegistry:
         self,
         db: Session,
         account_id: int,
-        positions: dict[Key, tuple[str, int]],
-        batches: list[tuple[Key, str, list[int]]],
-    ) -> set[Key]:
+        positions: dict[CollectionKey, tuple[str, int]],
+        batches: list[Batch],
+    ) -> set[CollectionKey]:
         """Apply the batches in log order; returns the collections changed. A `drop` drops the
         collection from Milvus (and from `positions`): rebuilt if it is ever searched again."""
-        changed: set[Key] = set()
-        for key, op, face_ids in batches:
+        changed: set[CollectionKey] = set()
+        for batch in batches:
+            key = batch.key
             if key not in positions:
                 continue  # dropped earlier in this replay
-            if op == ChangeOp.DROP:
+            if batch.op == ChangeOp.DROP:
                 self.milvus.drop_generations(self._base(account_id, key))
                 self._known.pop((account_id, key), None)
                 del positions[key]
                 changed.discard(key)
                 continue
-            apply_membership(
-                db, self.model, _Generation(self.milvus, positions[key][0]), op, face_ids
-            )
-            metrics.MILVUS_SYNC_ROWS.inc(len(face_ids))
+            target = _Generation(self.milvus, positions[key][0])
+            apply_membership(db, self.model, target, batch.op, batch.face_ids)
+            metrics.MILVUS_SYNC_ROWS.inc(len(batch.face_ids))
             changed.add(key)
         return changed
 
-    def _build(self, db: Session, account_id: int, key: Key, latest: int) -> int:
+    def _build(self, db: Session, account_id: int, key: CollectionKey, latest: int) -> int:
         """Fill a new generation of the collection from the store and publish it at `latest`
         (read before the members: what commits in between is replayed by the next sync)."""
         base = self._base(account_id, key)
         ids, vectors = members(db, key, self.model)
-        name = self.milvus.create(base)
-        self.milvus.upsert(name, ids, vectors)
+        name = self.milvus.build(base, ids, vectors)
         self.milvus.publish(base, name, latest)
-        log.info("built Milvus %s-%d from the store: %d faces at seq %d", *key, len(ids), latest)
+        log.info("built Milvus %s from the store: %d faces at seq %d", key, len(ids), latest)
         return len(ids)
