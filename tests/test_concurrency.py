@@ -6,7 +6,6 @@ so the requests really race in two processes; nothing here runs in-process.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from app.db.session import engine_for
 from app.services.accounts import account_write
 from tests.conftest import DEFAULT_QUOTA, REDIS_URL, forget_process_state, make_account
 from tests.servers import Server
-from tests.utils.api import detect_faces
+from tests.utils.api import away_from_a_window_edge, detect_faces
 
 pytestmark = pytest.mark.slow
 
@@ -108,13 +107,6 @@ def test_concurrent_faceset_adds_stop_at_the_quota(
     assert len(set(shown["face_ids"])) == 5
 
 
-def _away_from_a_window_edge(seconds: int) -> None:
-    """Fixed windows start at multiples of `seconds`; don't let a burst straddle two."""
-    into = time.time() % seconds
-    if into > seconds - 8:
-        time.sleep(seconds - into + 0.2)
-
-
 @pytest.mark.parametrize("limiter", ["database", "redis"])
 def test_rate_limit_is_shared_by_worker_processes(
     server_for: Callable[[str | None], Server], configured: str, limiter: str
@@ -122,7 +114,7 @@ def test_rate_limit_is_shared_by_worker_processes(
     redis_url = REDIS_URL if limiter == "redis" else None
     server = server_for(redis_url)
     creds = make_account(rate_limit="10q/60s")
-    _away_from_a_window_edge(60)
+    away_from_a_window_edge(60)
     responses = _fire(server.base_url, "/info/api", [creds.query] * 20)
     assert _statuses(responses) == {(200, "OK"): 10, (403, "RATE_LIMIT_EXCEEDED"): 10}
     for response in responses:

@@ -11,6 +11,10 @@ as the FAISS backend, so `app.index.registry`'s guarantees hold the same way:
   the store at replay time and are upserts, removes are deletes, so replaying is idempotent.
   A sync ends with a Milvus timestamp (`MilvusCollections.tick`) that the searches after it are
   guaranteed at: they see what any process wrote before, without Strong consistency's wait.
+  A read at a timestamp sees the data as of then, so a generation built after it (another
+  process rebuilt the collection) would look empty: searches therefore go to the concrete
+  generation this process synced, not to the alias. A rebuild drops the generation it replaced;
+  a search that finds its generation gone syncs again (a fresh timestamp) and retries.
 - Replays never interleave: a sync holds a per-account lock that every process sharing the
   store honours (a PostgreSQL advisory lock; on SQLite, which lives on one host, an fcntl
   lock on a byte of a file beside the database), and reads the log in a fresh transaction
@@ -121,10 +125,11 @@ def sync_session(account_id: int) -> Iterator[Session]:
 
 @dataclass(frozen=True)
 class Known:
-    """What this process knows of a collection in Milvus: current with the log up to `seq`
-    (a lower bound: another process may have applied more since), holding `count` faces, all
-    visible to a read guaranteed at Milvus timestamp `ts`."""
+    """What this process knows of a collection in Milvus: its concrete generation `name`,
+    current with the log up to `seq` (a lower bound: another process may have applied more
+    since), holding `count` faces, all visible to a read guaranteed at Milvus timestamp `ts`."""
 
+    name: str
     seq: int
     count: int | None
     ts: int
@@ -202,18 +207,19 @@ class MilvusRegistry:
     def search(
         self, account_id: int, key: CollectionKey, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        base = self._base(account_id, key)
+        known = self._known[(account_id, key)]
         with self._unavailable(self.milvus.uri):
             try:
-                return self.milvus.search(base, queries, k, self._known[(account_id, key)].ts)
+                return self.milvus.search(known.name, queries, k, known.ts)
             except MilvusException as error:
                 if error.code != COLLECTION_NOT_FOUND:
                     raise
-            # Gone since this process last synced (a wiped Milvus): rebuilt from the store.
-            log.warning("Milvus collection %s is missing: rebuilding it from the store", base)
+            # Replaced since this process last synced (rebuilt by another process), or gone (a
+            # wiped Milvus, rebuilt from the store by this sync).
+            log.info("Milvus generation %s is gone: syncing %s again", known.name, key)
             self._known.pop((account_id, key), None)
             known = self._sync(account_id, key)
-            return self.milvus.search(base, queries, k, known.ts)
+            return self.milvus.search(known.name, queries, k, known.ts)
 
     def save(self, db: Session, account_id: int, key: CollectionKey) -> None:
         """Training: sync the collection and persist its segments, so the next search (any
@@ -227,8 +233,8 @@ class MilvusRegistry:
     def rebuild(self, account_id: int, key: CollectionKey) -> int:
         with self._unavailable(self.milvus.uri), sync_session(account_id) as db:
             latest = latest_seq(db, account_id)
-            count = self._build(db, account_id, key, latest)
-            self._known[(account_id, key)] = Known(latest, count, self.milvus.tick())
+            name, count = self._build(db, account_id, key, latest)
+            self._known[(account_id, key)] = Known(name, latest, count, self.milvus.tick())
         return count
 
     def discard(self, account_id: int, key: CollectionKey) -> bool:
@@ -309,10 +315,11 @@ class MilvusRegistry:
                     counted.add(key)
                 for key in replay.outdated & positions.keys():
                     log.warning("Milvus %s predates the pruned log: rebuilding", key)
-                    counts[key] = self._build(db, account_id, key, latest)
+                    name, counts[key] = self._build(db, account_id, key, latest)
+                    positions[key] = (name, latest)
             if wanted not in positions:
-                counts[wanted] = self._build(db, account_id, wanted, latest)
-                positions[wanted] = (self._base(account_id, wanted), latest)
+                name, counts[wanted] = self._build(db, account_id, wanted, latest)
+                positions[wanted] = (name, latest)
                 outcome = "built"
             ts = self.milvus.tick()  # after every write of this sync, and of earlier ones
             for key in counted:
@@ -322,7 +329,7 @@ class MilvusRegistry:
                 count = counts.get(key, previous.count if previous else None)
                 if key == wanted and count is None:
                     count = self.milvus.count(name, ts)
-                self._known[(account_id, key)] = Known(latest, count, ts)
+                self._known[(account_id, key)] = Known(name, latest, count, ts)
         metrics.MILVUS_SYNCS.labels(outcome).inc()
         return self._known[(account_id, wanted)]
 
@@ -352,12 +359,15 @@ class MilvusRegistry:
             changed.add(key)
         return changed
 
-    def _build(self, db: Session, account_id: int, key: CollectionKey, latest: int) -> int:
+    def _build(
+        self, db: Session, account_id: int, key: CollectionKey, latest: int
+    ) -> tuple[str, int]:
         """Fill a new generation of the collection from the store and publish it at `latest`
-        (read before the members: what commits in between is replayed by the next sync)."""
+        (read before the members: what commits in between is replayed by the next sync);
+        returns its name and size."""
         base = self._base(account_id, key)
         ids, vectors = members(db, key, self.model)
         name = self.milvus.build(base, ids, vectors)
         self.milvus.publish(base, name, latest)
         log.info("built Milvus %s from the store: %d faces at seq %d", key, len(ids), latest)
-        return len(ids)
+        return name, len(ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import time
 
 from fastapi.testclient import TestClient
 from httpx import Client, Response
@@ -133,3 +134,10 @@ def new_faceset(client: TestClient, creds: Credentials, name: str = "s", **param
 
 def quota(**overrides: int) -> dict[str, int]:
     return {**DEFAULT_QUOTA, **overrides}
+
+
+def away_from_a_window_edge(seconds: int) -> None:
+    """Fixed rate-limit windows start at multiples of `seconds`; don't let a burst straddle two."""
+    into = time.time() % seconds
+    if into > seconds - 8:
+        time.sleep(seconds - into + 0.2)
