@@ -20,6 +20,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkgreen.request.v20180509.AddFacesRequest import AddFacesRequest
+from aliyunsdkgreen.request.v20180509.AddPersonRequest import AddPersonRequest
+from aliyunsdkgreen.request.v20180509.DeleteFacesRequest import DeleteFacesRequest
+from aliyunsdkgreen.request.v20180509.SearchPersonRequest import SearchPersonRequest
 
 from app.config import REPO_ROOT
 from app.db.migrate import upgrade
@@ -31,11 +36,13 @@ from tests.conftest import (
     make_account,
     require_research_photos,
 )
-from tests.photos import celeba_bytes, celeba_identities
+from tests.photos import celeba_bytes, celeba_identities, identity_photos
 from tests.servers import Server
-from tests.utils import huawei, tencent
+from tests.utils import alibaba, huawei, tencent
 from tests.utils.api import away_from_a_window_edge, detect_face, post, reply
+from tests.utils.dialect_fixtures import photos  # noqa: F401 - a fixture
 from tests.utils.milvus_server import RunningMilvus
+from tests.utils.photo_server import PhotoServer
 
 pytestmark = [pytest.mark.milvus_server, pytest.mark.slow]
 
@@ -59,6 +66,7 @@ def hosts(
             "FACESRV_REDIS_URL": REDIS_URL,
             "FACESRV_VECTOR_BACKEND": "milvus",
             "FACESRV_MILVUS_URI": milvus_server.uri,
+            "FACESRV_URL_ALLOWLIST": "127.0.0.2/32",  # where `photos` listens
         }
         for name, value in env.items():
             patch.setenv(name, value)
@@ -163,6 +171,33 @@ def test_huawei_door_a_face_added_on_one_host_is_found_on_the_other(hosts: Hosts
         )
         assert removed.status_code == 200, removed.text
         assert face_id not in search(a)
+
+
+def _persons(sdk: AcsClient, site: PhotoServer, image: str) -> list[str]:
+    found = alibaba.call(sdk, SearchPersonRequest, {"groupId": "g", "url": site.url(f"/{image}")})
+    assert found["code"] == 200 and found["data"]["code"] == 200, found
+    return [person["personId"] for person in found["data"]["persons"]]
+
+
+def test_alibaba_door_a_face_added_on_one_host_is_found_on_the_other(
+    hosts: Hosts,
+    photos: PhotoServer,  # noqa: F811 - the imported fixture
+) -> None:
+    account = alibaba.alibaba_account()
+    alice, bob = identity_photos(3), identity_photos(3, skip=1)
+    a, b = (alibaba.client(account, host.port) for host in (hosts.a, hosts.b))
+    for person in ("alice", "bob"):
+        alibaba.call(a, AddPersonRequest, {"personId": person, "groupIds": ["g"]})
+    alibaba.call(a, AddFacesRequest, {"personId": "bob", "urls": [photos.url(f"/{bob[0]}")]})
+    assert "alice" not in _persons(b, photos, alice[2])  # B knows the group before A adds
+
+    added = alibaba.call(
+        a, AddFacesRequest, {"personId": "alice", "urls": [photos.url(f"/{alice[0]}")]}
+    )
+    (item,) = added["data"]["faceImageItems"]
+    assert _persons(b, photos, alice[2])[0] == "alice"
+    alibaba.call(b, DeleteFacesRequest, {"personId": "alice", "faceIds": [item["faceId"]]})
+    assert "alice" not in _persons(a, photos, alice[2])
 
 
 def _fire(calls: list[tuple[Server, str, dict]]) -> Counter:
