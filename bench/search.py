@@ -18,14 +18,17 @@ second photo of an enrolled person), so recall@1 has a clear true answer; strang
 fresh random vectors, whose exact top 1 is barely better than the next thousand (reported
 apart). Usage: .venv/bin/python bench/search.py [--n 1000000] [--backend faiss|milvus|both]
 
-With `--backend both` the same store is measured on FAISS, then on Milvus (milvus-lite in the
-server process, `FACESRV_MILVUS_INDEX` as set, FLAT by default), and a side-by-side table ends
-the output.
+With `--backend both` the same store is measured on FAISS, then on Milvus once per
+`--milvus-index` (FLAT, IVF_FLAT and HNSW by default), and a side-by-side table ends the output.
+Milvus is a real Milvus server: the one at `--milvus-uri`, or one this script starts from the
+`milvus` package (the standalone server binary) in its temporary folder, whose resident memory
+is reported beside facesrv's; `--milvus lite` measures embedded milvus-lite instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import shutil
@@ -34,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,9 +60,12 @@ def machine() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        milvus = f"milvus-lite {version('milvus-lite')}, pymilvus {version('pymilvus')}"
+        milvus = (
+            f"milvus (server) {version('milvus')}, milvus-lite {version('milvus-lite')}, "
+            f"pymilvus {version('pymilvus')}"
+        )
     except PackageNotFoundError:
-        milvus = "no milvus-lite"
+        milvus = "no milvus packages"
     memory = Path("/proc/meminfo").read_text().split()[1] if Path("/proc/meminfo").exists() else 0
     return (
         f"{platform.platform()} | {cpu_model()} | {os.cpu_count()} cores | "
@@ -155,6 +163,13 @@ def populate(
     return api_id, secret, faceset_id, probe_ids, probes, all_vectors
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 class Server:
     def __init__(self, env: dict[str, str], port: int) -> None:
         self.started = time.perf_counter()
@@ -184,10 +199,7 @@ class Server:
                 time.sleep(0.05)
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        return rss_mb(self.process.pid)
 
     def stop(self) -> None:
         self.process.terminate()
@@ -221,20 +233,21 @@ def pct(values: list[float], p: float) -> float:
 
 
 def run_backend(
-    backend: str,
+    label: str,
     env: dict[str, str],
     args: argparse.Namespace,
     creds: dict[str, str],
     faceset_id: str,
     probe_ids: list[str],
     expected: list[str],
+    milvus_pid: int | None = None,
 ) -> dict[str, float]:
     """Every phase of the module docstring on one vector backend; returns its figures."""
-    env = {**env, "FACESRV_VECTOR_BACKEND": backend}
     figures: dict[str, float] = {}
-    print(f"--- backend {backend} ---", flush=True)
+    print(f"--- {label} ---", flush=True)
     server = Server(env, args.port)
     rss_before = server.rss_mb()
+    milvus_before = rss_mb(milvus_pid) if milvus_pid else 0.0
     started = time.perf_counter()
     trained = httpx.post(
         f"{server.base}/face/training", timeout=7200, json={**creds, "faceset_id": faceset_id}
@@ -258,9 +271,17 @@ def run_backend(
     figures["kb_per_face"] = loaded_mb * 1024 / args.n
     print(
         f"memory: {loaded_mb:.0f} MB for the loaded faceset = {figures['kb_per_face']:.2f} KB a "
-        f"face, in the facesrv process (milvus-lite runs inside it) (server idle "
-        f"{rss_idle:.0f} MB; before training {rss_before:.0f} MB)"
+        f"face, in the facesrv process (server idle {rss_idle:.0f} MB; before training "
+        f"{rss_before:.0f} MB)"
     )
+    figures["milvus_kb_per_face"] = float("nan")
+    if milvus_pid:
+        grown = rss_mb(milvus_pid) - milvus_before
+        figures["milvus_kb_per_face"] = grown * 1024 / args.n
+        print(
+            f"memory: the Milvus server grew {grown:.0f} MB = "
+            f"{figures['milvus_kb_per_face']:.2f} KB a face ({rss_mb(milvus_pid):.0f} MB now)"
+        )
 
     server_ms, client_ms, hits = [], [], np.zeros(len(probe_ids), bool)
     with httpx.Client(base_url=server.base, timeout=600) as client:
@@ -324,6 +345,7 @@ ROWS = [
     ("/face/training (build from the store)", "training_s", "{:.1f} s"),
     ("restart to first search answered", "ready_s", "{:.1f} s"),
     ("memory per face (facesrv process)", "kb_per_face", "{:.2f} KB"),
+    ("memory per face (Milvus server process)", "milvus_kb_per_face", "{:.2f} KB"),
     ("/face/search p50 (server-side)", "p50_ms", "{:.1f} ms"),
     ("/face/search p99 (server-side)", "p99_ms", "{:.1f} ms"),
     ("recall@1, genuine probes", "recall_genuine", "{:.3f}"),
@@ -332,6 +354,39 @@ ROWS = [
     ("add_face p99 (server-side)", "add_p99_ms", "{:.1f} ms"),
     ("added face found by the next search", "found_at_once", "{:.0%}"),
 ]
+
+
+DEFAULT_INDEXES = ["FLAT", "IVF_FLAT:nlist=1024,nprobe=32", "HNSW:M=16,efConstruction=64,ef=128"]
+
+
+@contextmanager
+def milvus_engine(args: argparse.Namespace, work: Path) -> Iterator[tuple[str, int | None]]:
+    """(URI, server pid or None): the given server, a milvus-lite folder, or a Milvus server
+    started here (stopped at the end)."""
+    if args.milvus_uri:
+        yield args.milvus_uri, None
+    elif args.milvus == "lite":
+        yield str(work / "milvus.db"), None
+    else:
+        from tests.utils.milvus_server import milvus_server
+
+        with milvus_server(work / "milvus-server") as running:
+            print(f"Milvus server started in {running.started_seconds:.1f} s at {running.uri}")
+            yield running.uri, running.pid
+
+
+def drop_collections(uri: str) -> None:
+    if "://" not in uri:
+        shutil.rmtree(uri, ignore_errors=True)
+        return
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=uri)
+    for name in client.list_collections():
+        for alias in client.list_aliases(name).get("aliases", []):
+            client.drop_alias(alias)
+        client.drop_collection(name)
+    client.close()
 
 
 def main() -> None:
@@ -347,6 +402,19 @@ def main() -> None:
         default="faiss",
         help="FACESRV_VECTOR_BACKEND to measure; both: one after the other on the same store",
     )
+    parser.add_argument(
+        "--milvus-index",
+        action="append",
+        help="FACESRV_MILVUS_INDEX to measure, repeatable (default: FLAT, "
+        f"{' and '.join(DEFAULT_INDEXES[1:])})",
+    )
+    parser.add_argument(
+        "--milvus",
+        choices=["server", "lite"],
+        default="server",
+        help="a Milvus server (default; started here unless --milvus-uri) or milvus-lite",
+    )
+    parser.add_argument("--milvus-uri", help="an existing Milvus server, e.g. http://host:19530")
     parser.add_argument("--database-url", help="default: a SQLite file in a temporary folder")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--port", type=int, default=8765)
@@ -378,18 +446,34 @@ def main() -> None:
     expected = [f"{row:032x}" for row in truth[:, 0]]
     del exact, vectors
 
-    backends = ["faiss", "milvus"] if args.backend == "both" else [args.backend]
     results = {}
-    for backend in backends:
-        if backend == "milvus":
-            print(f"milvus index: {os.environ.get('FACESRV_MILVUS_INDEX', 'FLAT')}")
-        results[backend] = run_backend(backend, env, args, creds, faceset_id, probe_ids, expected)
+    if args.backend in ("faiss", "both"):
+        faiss_env = {**env, "FACESRV_VECTOR_BACKEND": "faiss"}
+        results["faiss"] = run_backend(
+            "faiss", faiss_env, args, creds, faceset_id, probe_ids, expected
+        )
+    if args.backend in ("milvus", "both"):
+        with milvus_engine(args, work) as (uri, pid):
+            for index in args.milvus_index or DEFAULT_INDEXES:
+                label = f"milvus {args.milvus} {index.split(':')[0]}"
+                milvus_env = {
+                    **env,
+                    "FACESRV_VECTOR_BACKEND": "milvus",
+                    "FACESRV_MILVUS_URI": uri,
+                    "FACESRV_MILVUS_INDEX": index,
+                }
+                print(f"milvus index: {index}")
+                drop_collections(uri)  # each index type builds its own collection
+                results[label] = run_backend(
+                    label, milvus_env, args, creds, faceset_id, probe_ids, expected, pid
+                )
 
     print(f"\n{args.n:,} faces, side by side:")
     print("| | " + " | ".join(results) + " |")
     print("|---" * (len(results) + 1) + "|")
     for label, key, fmt in ROWS:
-        print(f"| {label} | " + " | ".join(fmt.format(r[key]) for r in results.values()) + " |")
+        cells = ["-" if math.isnan(r[key]) else fmt.format(r[key]) for r in results.values()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
     if args.keep:
         print(f"data kept in {work}")
     else:

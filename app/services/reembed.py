@@ -6,7 +6,7 @@ Why it works this way:
   search reads. Servers keep comparing the old `embedding` until an account is complete; then
   one transaction under the account lock swaps the two slots for all its faces and logs an `add`
   of every swapped member of every faceset and group, so each worker's index re-reads them
-  (`app.services.indexes`). After the swap the old model's embeddings sit in the side slot, so
+  (`app.index.registry`). After the swap the old model's embeddings sit in the side slot, so
   a server still running the old manifest keeps answering, and a server restarted on the new
   one compares the new embeddings (each server reads the embedding of its own model:
   `app.services.embeddings`).
