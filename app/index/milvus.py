@@ -213,19 +213,19 @@ class MilvusCollections:
                 self.client.flush(name)
             with _timed("index"):
                 self.client.create_index(name, self._index_params())
-                self._wait_indexed(name)
+                self._wait_indexed(name, len(ids))
             self.load(name)
         return name
 
-    def _wait_indexed(self, name: str) -> None:
-        """Until every row is indexed. (`pending_index_rows` is no guide: a 2.3 server still
+    def _wait_indexed(self, name: str, rows: int) -> None:
+        """Until all `rows` are indexed. (`pending_index_rows` is no guide: a 2.3 server still
         counted 405,000 pending rows of compacted-away segments with all 1M rows indexed.)"""
         while True:
             (index_name,) = self.client.list_indexes(name)
             described = self.client.describe_index(name, index_name)
             if described.get("state") == "Failed":
                 raise MilvusException(message=f"index build of {name} failed: {described}")
-            if int(described.get("indexed_rows", 0)) >= int(described.get("total_rows", 0)):
+            if int(described.get("indexed_rows", 0)) >= rows:
                 return
             time.sleep(0.5)
 
