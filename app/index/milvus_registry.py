@@ -46,10 +46,12 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -81,6 +83,19 @@ log = logging.getLogger("facesrv.index")
 _ADVISORY_SPACE = 0x66534D53
 # Seconds a client is told to wait before retrying a call Milvus failed.
 RETRY_AFTER = 5
+# pymilvus's status for a connection that could not be made or was dropped (Status.CONNECT_FAILED).
+_CONNECT_FAILED = 2
+# Seconds before the one retry of an operation whose connection dropped under it.
+_RECONNECT_PAUSE = 0.5
+T = TypeVar("T")
+
+
+def _dropped(error: Exception) -> bool:
+    """A connection that dropped under a call (a server's GOAWAY, "too many pings", a
+    restart), as opposed to an answer: worth one more try on a fresh connection."""
+    if isinstance(error, grpc.RpcError):
+        return error.code() == grpc.StatusCode.UNAVAILABLE
+    return isinstance(error, MilvusException) and error.code == _CONNECT_FAILED
 
 # One lock per account for all registries of the process: an fcntl lock excludes other
 # processes only, so threads take this first.
@@ -180,6 +195,19 @@ class MilvusRegistry:
     def from_settings(cls, settings: Settings, model: str | None) -> MilvusRegistry:
         return cls(settings.milvus_uri, IndexSpec.parse(settings.milvus_index), model)
 
+    def _once_more(self, call: Callable[[], T]) -> T:
+        """`call()`, and once more if the connection dropped under it: every operation here is
+        idempotent (a replay, a search). A second failure is the client's retryable 503."""
+        with self._unavailable(self.milvus.uri):
+            try:
+                return call()
+            except (MilvusException, grpc.RpcError) as error:
+                if not _dropped(error):
+                    raise
+                log.info("the connection to Milvus dropped (%s): trying once more", error)
+            time.sleep(_RECONNECT_PAUSE)
+            return call()
+
     @staticmethod
     @contextmanager
     def _unavailable(uri: str) -> Iterator[None]:
@@ -198,28 +226,31 @@ class MilvusRegistry:
 
     def get(self, db: Session, account_id: int, key: CollectionKey) -> MilvusCollection:
         known = self._known.get((account_id, key))
-        with self._unavailable(self.milvus.uri):
-            if known is None or known.count is None or known.seq < latest_seq(db, account_id):
-                known = self._sync(account_id, key)
+        if known is None or known.count is None or known.seq < latest_seq(db, account_id):
+            known = self._once_more(lambda: self._sync(account_id, key))
         assert known.count is not None
         return MilvusCollection(self, account_id, key, known.count)
 
     def search(
         self, account_id: int, key: CollectionKey, queries: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        known = self._known[(account_id, key)]
-        with self._unavailable(self.milvus.uri):
-            try:
-                return self.milvus.search(known.name, queries, k, known.ts)
-            except MilvusException as error:
-                if error.code != COLLECTION_NOT_FOUND:
-                    raise
-            # Replaced since this process last synced (rebuilt by another process), or gone (a
-            # wiped Milvus, rebuilt from the store by this sync).
-            log.info("Milvus generation %s is gone: syncing %s again", known.name, key)
-            self._known.pop((account_id, key), None)
-            known = self._sync(account_id, key)
+        return self._once_more(lambda: self._search(account_id, key, queries, k))
+
+    def _search(
+        self, account_id: int, key: CollectionKey, queries: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        known = self._known.get((account_id, key)) or self._sync(account_id, key)
+        try:
             return self.milvus.search(known.name, queries, k, known.ts)
+        except MilvusException as error:
+            if error.code != COLLECTION_NOT_FOUND:
+                raise
+        # Replaced since this process last synced (rebuilt by another process), or gone (a
+        # wiped Milvus, rebuilt from the store by this sync).
+        log.info("Milvus generation %s is gone: syncing %s again", known.name, key)
+        self._known.pop((account_id, key), None)
+        known = self._sync(account_id, key)
+        return self.milvus.search(known.name, queries, k, known.ts)
 
     def save(self, db: Session, account_id: int, key: CollectionKey) -> None:
         """Training: sync the collection and persist its segments, so the next search (any
