@@ -8,6 +8,7 @@ turns that into a failure.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -195,6 +196,9 @@ def forget_process_state() -> None:
     get_registry.cache_clear()
     get_pools.cache_clear()
     server_key.cache_clear()
+    # Finalise what was dropped (Milvus clients, their channels) now, not at some later
+    # allocation inside another test (a deep-recursion test cannot report their finalisers).
+    gc.collect()
 
 
 @pytest.fixture

@@ -168,9 +168,16 @@ class MilvusCollections:
         self.dim = dim
         self.spec = spec
         self.clock = clock  # the one-row collection `tick` writes to
+        self.client = self._connect()
+
+    def _connect(self) -> MilvusClient:
         # pymilvus starts milvus-lite in this process for a local .db path (one process per
         # folder: `facesrv serve` shares it with its workers over gRPC, see app.cli).
-        self.client = MilvusClient(uri=uri, timeout=CALL_TIMEOUT)
+        return MilvusClient(uri=self.uri, timeout=CALL_TIMEOUT)
+
+    def reconnect(self) -> None:
+        """A fresh client (channel), after a connection dropped under a call."""
+        self.client = self._connect()
 
     def state(self, base: str) -> tuple[str, int] | None:
         """The concrete collection behind `base` and the change-log seq it is current with;

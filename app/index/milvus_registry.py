@@ -206,6 +206,7 @@ class MilvusRegistry:
                     raise
                 log.info("the connection to Milvus dropped (%s): trying once more", error)
             time.sleep(_RECONNECT_PAUSE)
+            self.milvus.reconnect()
             return call()
 
     @staticmethod

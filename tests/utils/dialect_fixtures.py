@@ -36,7 +36,10 @@ def server(
             "FACESRV_FETCH_TIMEOUT": "2",
             "FACESRV_AUTH_FAILURE_LIMIT": "100000q/60s",  # signature tests fail on purpose
             "FACESRV_VECTOR_BACKEND": vector_backend,
-            **({"FACESRV_MILVUS_URI": milvus_server.uri} if milvus_server else {}),
+            # milvus-lite: a folder of the server's own; this process may open the default one.
+            "FACESRV_MILVUS_URI": milvus_server.uri
+            if milvus_server
+            else str(data_dir / "server-milvus.db"),
         }
         running = Server(database_url, data_dir, env=env)
         try:
