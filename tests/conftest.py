@@ -174,19 +174,14 @@ def milvus_server(
         yield running
 
 
-@pytest.fixture(scope="session")
-def milvus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Where the test process's milvus-lite folders live: one per database under test (a
-    Milvus copy follows one store), kept for the session as the databases are."""
-    return tmp_path_factory.mktemp("milvus")
-
-
-@pytest.fixture(scope="session")
-def milvus_uri(milvus_server: RunningMilvus | None, milvus_dir: Path) -> Callable[[str], str]:
-    """FACESRV_MILVUS_URI of a database under test (by its URL)."""
+@pytest.fixture
+def milvus_uri(milvus_server: RunningMilvus | None, tmp_path: Path) -> Callable[[str], str]:
+    """FACESRV_MILVUS_URI of a database under test (by its URL): the session's Milvus server,
+    or a milvus-lite folder of the test's own (a lite engine shared across tests was released
+    under a later test by the finaliser of an earlier test's client)."""
     if milvus_server is not None:
         return lambda _database_url: milvus_server.uri
-    return lambda database_url: str(milvus_dir / f"{database_url.split(':')[0].split('+')[0]}.db")
+    return lambda database_url: str(tmp_path / f"{database_url.split(':')[0].split('+')[0]}.db")
 
 
 def forget_process_state() -> None:
