@@ -31,6 +31,7 @@ from app.db.migrate import upgrade
 from tests.conftest import (
     DEFAULT_QUOTA,
     REDIS_URL,
+    Credentials,
     forget_process_state,
     fresh_postgres_database,
     make_account,
@@ -92,13 +93,22 @@ def _found(response: httpx.Response) -> list[str]:
     return [c["face_id"] for c in reply(response)["candidates"]]
 
 
+def _faceset_and_probe(
+    creds: Credentials, maker: httpx.Client, prober: httpx.Client, size: int
+) -> tuple[list[str], str, str]:
+    """A faceset of `size` identities' first photos made on `maker`, and a second photo of the
+    first identity detected on `prober`: (faces, faceset id, probe face id)."""
+    images = list(celeba_identities().values())
+    faces = [detect_face(maker, creds, images[n][0]) for n in range(size)]
+    probe = detect_face(prober, creds, images[0][1])
+    faceset = reply(post(maker, "/faceset/create", creds, name="f", face_id=faces))["faceset_id"]
+    return faces, faceset, probe
+
+
 def test_sensetime_door_a_face_added_on_one_host_is_found_on_the_other(hosts: Hosts) -> None:
     creds = make_account()
     with hosts.a.client() as a, hosts.b.client() as b:
-        images = list(celeba_identities().values())
-        faces = [detect_face(a, creds, images[n][0]) for n in range(4)]
-        added = detect_face(b, creds, images[0][1])
-        faceset = reply(post(a, "/faceset/create", creds, name="f", face_id=faces))["faceset_id"]
+        _, faceset, added = _faceset_and_probe(creds, a, b, 4)
         search = {"face_id": added, "faceset_id": faceset, "top": 10}
         assert added not in _found(post(b, "/face/search", creds, **search))  # B knows it now
 
@@ -233,10 +243,7 @@ def test_a_rate_limit_is_shared_by_two_hosts(hosts: Hosts) -> None:
 def test_index_rebuild_runs_while_both_hosts_serve(hosts: Hosts) -> None:
     creds = make_account()
     with hosts.a.client() as a, hosts.b.client() as b:
-        images = list(celeba_identities().values())
-        faces = [detect_face(a, creds, images[n][0]) for n in range(5)]
-        probe = detect_face(a, creds, images[0][1])
-        faceset = reply(post(a, "/faceset/create", creds, name="f", face_id=faces))["faceset_id"]
+        faces, faceset, probe = _faceset_and_probe(creds, a, a, 5)
         search = {"face_id": probe, "faceset_id": faceset, "top": 5}
         expected = reply(post(b, "/face/search", creds, **search))["candidates"]
         assert expected[0]["face_id"] == faces[0]

@@ -4,7 +4,6 @@ own process on free ports, in its own data folder, stopped (and waited for) at t
 
 from __future__ import annotations
 
-import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from milvus import MilvusServer
 
 
 class RunningMilvus:
-    """One Milvus server process; `restart` keeps its data and ports, `wipe` loses its data."""
+    """One Milvus server process; `restart` keeps its data and ports."""
 
     def __init__(self, base_dir: Path) -> None:
         self.base_dir = base_dir
@@ -47,12 +46,6 @@ class RunningMilvus:
 
     def restart(self) -> None:
         self.stop()
-        self.start()
-
-    def wipe(self) -> None:
-        """Stop, lose every collection (its data folder), start empty on the same ports."""
-        self.stop()
-        shutil.rmtree(self.base_dir / "data", ignore_errors=True)  # etcd, message queue, segments
         self.start()
 
 
