@@ -27,7 +27,7 @@ from app.db.models import Account, Face, Faceset
 from app.db.session import session_scope
 from app.domain import Kind
 from app.index.changelog import CollectionKey
-from app.index.milvus import account_prefix, serve_lite
+from app.index.milvus import IndexSpec, MilvusCollections, account_prefix, serve_lite
 from app.index.milvus_registry import MilvusRegistry
 from app.index.registry import get_registry
 from app.services.upkeep import prune_account_log
@@ -368,6 +368,33 @@ def test_a_collection_past_the_stores_log_is_rebuilt_not_trusted(
 def _face_row(public_id: str) -> int:
     with session_scope() as db:
         return db.scalar(select(Face.id).where(Face.public_id == public_id))
+
+
+def test_threads_opening_one_milvus_lite_folder_at_once_all_connect(tmp_path: Path) -> None:
+    """The first searches after a start (a request and an asynchronous task, say) may open the
+    engine at once; milvus-lite left alone lets one of them fail on its folder's lock."""
+    folder = str(tmp_path / "lite.db")
+    barrier = threading.Barrier(4)
+    opened: list[MilvusCollections] = []
+    failures: list[BaseException] = []
+
+    def open_one() -> None:
+        barrier.wait()
+        try:
+            opened.append(MilvusCollections(folder, 8, IndexSpec(), "clock"))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert failures == []
+        assert all(collections.client.list_collections() == [] for collections in opened)
+    finally:
+        server_manager_instance.release_server(folder)
 
 
 @pytest.mark.milvus_server

@@ -40,6 +40,7 @@ index: `bench/search.py --backend milvus` measures it against exact search.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -63,6 +64,10 @@ INSERT_BATCH = 5_000
 SEAL_MIN_SIZE = 10_000
 # Seconds a call may take before it fails (a Milvus that went away must not hang a request).
 CALL_TIMEOUT = 10.0
+# milvus-lite starts its in-process server for a folder outside its own lock, so two threads
+# opening the same folder at once race and one fails on the folder's file lock
+# (milvus_lite.server_manager); clients are made one at a time.
+_CONNECTING = threading.Lock()
 # Milvus's "collection not found" status: a wiped Milvus, or a collection never built.
 COLLECTION_NOT_FOUND = 100
 # "collection not loaded": what a restarted Milvus (milvus-lite always) says of its collections
@@ -173,7 +178,8 @@ class MilvusCollections:
     def _connect(self) -> MilvusClient:
         # pymilvus starts milvus-lite in this process for a local .db path (one process per
         # folder: `facesrv serve` shares it with its workers over gRPC, see app.cli).
-        return MilvusClient(uri=self.uri, timeout=CALL_TIMEOUT)
+        with _CONNECTING:
+            return MilvusClient(uri=self.uri, timeout=CALL_TIMEOUT)
 
     def reconnect(self) -> None:
         """A fresh client (channel), after a connection dropped under a call."""
