@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -175,13 +176,29 @@ def milvus_server(
 
 
 @pytest.fixture
-def milvus_uri(milvus_server: RunningMilvus | None, tmp_path: Path) -> Callable[[str], str]:
+def milvus_uri(
+    milvus_server: RunningMilvus | None, tmp_path: Path
+) -> Iterator[Callable[[str], str]]:
     """FACESRV_MILVUS_URI of a database under test (by its URL): the session's Milvus server,
     or a milvus-lite folder of the test's own (a lite engine shared across tests was released
-    under a later test by the finaliser of an earlier test's client)."""
+    under a later test by the finaliser of an earlier test's client), whose in-process engine
+    is stopped when the test ends (not at exit, after pytest closed the streams it logs to)."""
     if milvus_server is not None:
-        return lambda _database_url: milvus_server.uri
-    return lambda database_url: str(tmp_path / f"{database_url.split(':')[0].split('+')[0]}.db")
+        yield lambda _database_url: milvus_server.uri
+        return
+    folders: set[str] = set()
+
+    def lite_folder(database_url: str) -> str:
+        folder = str(tmp_path / f"{database_url.split(':')[0].split('+')[0]}.db")
+        folders.add(folder)
+        return folder
+
+    yield lite_folder
+    if folders and "milvus_lite.server_manager" in sys.modules:
+        from milvus_lite.server_manager import server_manager_instance
+
+        for folder in folders:
+            server_manager_instance.release_server(folder)
 
 
 def forget_process_state() -> None:

@@ -295,6 +295,8 @@ def test_a_removed_face_never_returns_under_two_processes_sharing_milvus(
     finally:
         for server in servers:
             server.stop()
+        if milvus_server is None:
+            server_manager_instance.release_server(str(tmp_path / "shared-milvus.db"))
 
 
 def _store_with_one_faceset(url: str, faces: list[Path]) -> tuple[Credentials, str, list[str]]:
