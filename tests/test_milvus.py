@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from milvus_lite.server_manager import server_manager_instance
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from app.cli import main
@@ -224,6 +225,53 @@ def test_milvus_calls_and_syncs_are_metered(
     assert metric_value(text, "facesrv_milvus_duration_seconds_count", operation="search") >= 1
     assert metric_value(text, "facesrv_milvus_syncs_total", outcome="built") >= 1
     assert metric_value(text, "facesrv_milvus_sync_rows_total") >= 0
+
+
+def _milvus_calls(operation: str) -> float:
+    return (
+        REGISTRY.get_sample_value("facesrv_milvus_duration_seconds_count", {"operation": operation})
+        or 0.0
+    )
+
+
+def test_a_sync_asks_milvus_of_the_searched_collection_only(
+    milvus: None, client: TestClient, account: Credentials, people: list[list[str]]
+) -> None:
+    """After a change in an account of many collections, a search syncs its own collection:
+    as many Milvus calls with 1 collection as with 6."""
+    facesets = [
+        call(client, account, "/faceset/create", name=f"f{i}", face_id=trio)["faceset_id"]
+        for i, trio in enumerate(people + people[:1])
+    ]
+    for faceset in facesets:
+        call(client, account, "/face/search", face_id=people[0][0], faceset_id=faceset)
+    call(client, account, "/faceset/remove_face", faceset_id=facesets[0], face_id=people[0][0])
+    described, listed = _milvus_calls("describe"), _milvus_calls("list")
+    found = call(client, account, "/face/search", face_id=people[1][0], faceset_id=facesets[1])
+    assert found["candidates"][0]["face_id"] == people[1][0]
+    assert (_milvus_calls("describe") - described, _milvus_calls("list") - listed) == (1, 0)
+    emptied = call(client, account, "/face/search", face_id=people[0][0], faceset_id=facesets[0])
+    assert people[0][0] not in [c["face_id"] for c in emptied["candidates"]]
+
+
+def test_the_sweep_drops_the_milvus_copies_of_deleted_collections(
+    milvus: None, client: TestClient, account: Credentials, people: list[list[str]]
+) -> None:
+    kept, deleted = (
+        call(client, account, "/faceset/create", name=name, face_id=people[0])["faceset_id"]
+        for name in ("kept", "deleted")
+    )
+    for faceset in (kept, deleted):
+        call(client, account, "/face/search", face_id=people[0][0], faceset_id=faceset)
+    before = _collections_of(account)
+    assert len(before) == 2
+    call(client, account, "/faceset/delete", faceset_id=deleted)
+    with session_scope() as db:
+        assert _registry().sweep(db) == 1
+        assert _registry().sweep(db) == 0
+    assert len(_collections_of(account)) == 1 and _collections_of(account) < before
+    found = call(client, account, "/face/search", face_id=people[0][1], faceset_id=kept)
+    assert found["candidates"][0]["face_id"] in people[0]
 
 
 @pytest.mark.slow

@@ -94,6 +94,11 @@ class FaissRegistry:
         path.unlink(missing_ok=True)
         return True
 
+    def sweep(self, db: Session) -> int:
+        """Nothing to let go: each catch-up replays the account's whole log onto every index
+        this worker holds, so a deleted collection's `drop` has already emptied it."""
+        return 0
+
     def get(self, db: Session, account_id: int, key: CollectionKey) -> VectorIndex:
         """The collection's index, current with every change committed before this call."""
         self._ensure_loaded(db, account_id, key)

@@ -150,10 +150,15 @@ def deployment_prefix(store: str) -> str:
     return f"facesrv_{store[:16]}_"
 
 
+def model_prefix(store: str, model: str | None) -> str:
+    """What the names of one store's collections for one recognition model start with."""
+    tag = hashlib.sha1((model or "any").encode()).hexdigest()[:10]
+    return f"{deployment_prefix(store)}{tag}_a"
+
+
 def account_prefix(store: str, model: str | None, account_id: int) -> str:
     """What the names of an account's collections for one recognition model start with."""
-    tag = hashlib.sha1((model or "any").encode()).hexdigest()[:10]
-    return f"{deployment_prefix(store)}{tag}_a{account_id}_"
+    return f"{model_prefix(store, model)}{account_id}_"
 
 
 def parse_generation(prefix: str, name: str) -> tuple[str, int] | None:
@@ -165,6 +170,17 @@ def parse_generation(prefix: str, name: str) -> tuple[str, int] | None:
     return (kind, int(collection_id)) if marker and collection_id.isdigit() else None
 
 
+def parse_account_generation(
+    store: str, model: str | None, name: str
+) -> tuple[int, str, int] | None:
+    """(account id, kind, row id) of a concrete collection of this store and model, else None."""
+    account, _, _ = name.removeprefix(model_prefix(store, model)).partition("_")
+    if not name.startswith(model_prefix(store, model)) or not account.isdigit():
+        return None
+    parsed = parse_generation(account_prefix(store, model, int(account)), name)
+    return (int(account), *parsed) if parsed else None
+
+
 class MilvusCollections:
     """Create, fill, change and search the alias-fronted collections of one Milvus."""
 
@@ -173,6 +189,7 @@ class MilvusCollections:
         self.dim = dim
         self.spec = spec
         self.clock = clock  # the one-row collection `tick` writes to
+        self._clock_made = False
         self.client = self._connect()
 
     def _connect(self) -> MilvusClient:
@@ -255,14 +272,21 @@ class MilvusCollections:
                 )
             return int(result.timestamp)
 
+        if not self._clock_made:  # asked first: pymilvus logs every failed call as an ERROR
+            self._make_clock()
         try:
             return write()
         except MilvusException as error:
             if error.code != COLLECTION_NOT_FOUND:
                 raise
-        with _timed("create"):  # first use, or a wiped Milvus
-            self.client.create_collection(self.clock, schema=self._schema(2))
+        self._make_clock()  # a Milvus wiped under this process
         return write()
+
+    def _make_clock(self) -> None:
+        with _timed("create"):
+            if not self.client.has_collection(self.clock):
+                self.client.create_collection(self.clock, schema=self._schema(2))
+        self._clock_made = True
 
     def publish(self, base: str, name: str, seq: int) -> None:
         """Mark `name` complete at `seq`, move the alias to it, drop the generations it replaced."""

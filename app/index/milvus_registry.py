@@ -5,9 +5,10 @@ as the FAISS backend, so `app.index.registry`'s guarantees hold the same way:
 
 - Current before every search: a search reads the account's last log seq (one indexed query).
   When this process knows its collection to be current with it, it searches at once; otherwise
-  it first *syncs* the account: replays the log rows past each of the account's Milvus
-  collections' own position (`facesrv.seq`, kept in Milvus, see `app.index.milvus`) and builds
-  from the store the collection searched if Milvus lacks it. Adds read the faces' vectors from
+  it first *syncs* the collection: replays the collection's log rows past its position in
+  Milvus (`facesrv.seq`, kept in Milvus, see `app.index.milvus`), or builds it from the store
+  if Milvus lacks it. Only the collection searched is synced, so a sync costs the same in an
+  account with thousands of collections. Adds read the faces' vectors from
   the store at replay time and are upserts, removes are deletes, so replaying is idempotent.
   A sync ends with a Milvus timestamp (`MilvusCollections.tick`) that the searches after it are
   guaranteed at: they see what any process wrote before, without Strong consistency's wait.
@@ -29,8 +30,10 @@ as the FAISS backend, so `app.index.registry`'s guarantees hold the same way:
   store at its next search (a search that meets a missing collection syncs and retries). A
   rebuild fills a new generation and only then moves the alias, so no search ever sees half
   of one.
-- A `drop` in the log (the faceset or group was deleted) drops its Milvus collection; a
-  collection the log can no longer bring up to date (pruned rows) is rebuilt from the store.
+- A deleted faceset or group is never searched again: the upkeep's `sweep` drops its Milvus
+  collection (every few minutes, in any worker). One the log can no longer bring up to date
+  (pruned rows), or whose `drop` it meets (SQLite may give a deleted row's id to a new one), is
+  rebuilt from the store.
 - A Milvus that cannot be reached fails the call with a retryable 503, never a 500, and the
   next call after it is back answers as before.
 
@@ -64,17 +67,17 @@ from app.config import Settings
 from app.db.session import session_scope
 from app.domain import ChangeOp, Kind
 from app.errors import unavailable
-from app.index.changelog import Batch, CollectionKey, latest_seq, latest_seqs, read_changes
+from app.index.changelog import CollectionKey, latest_seq, latest_seqs, read_changes
 from app.index.milvus import (
     COLLECTION_NOT_FOUND,
     IndexSpec,
     MilvusCollections,
     account_prefix,
     deployment_prefix,
-    parse_generation,
+    parse_account_generation,
 )
 from app.index.protocol import IndexStats
-from app.index.store import EMBEDDING_DIM, apply_membership, members, store_id
+from app.index.store import EMBEDDING_DIM, apply_membership, collections_of, members, store_id
 
 log = logging.getLogger("facesrv.index")
 
@@ -96,6 +99,7 @@ def _dropped(error: Exception) -> bool:
     if isinstance(error, grpc.RpcError):
         return error.code() == grpc.StatusCode.UNAVAILABLE
     return isinstance(error, MilvusException) and error.code == _CONNECT_FAILED
+
 
 # One lock per account for all registries of the process: an fcntl lock excludes other
 # processes only, so threads take this first.
@@ -292,104 +296,91 @@ class MilvusRegistry:
             change_log_lag=max(lag, 0),
         )
 
-    def _positions(self, account_id: int, latest: int) -> dict[CollectionKey, tuple[str, int]]:
-        """The account's complete collections in Milvus: key -> (concrete name, its seq).
+    def _trusted_state(
+        self, account_id: int, key: CollectionKey, latest: int
+    ) -> tuple[str, int] | None:
+        """The collection's concrete generation in Milvus and its seq, if it is complete and
+        its own store can have written it. One claiming a seq past `latest` was not written
+        from this store as it is now (a database restored from an older backup): it is
+        dropped and rebuilt, never trusted."""
+        base = self._base(account_id, key)
+        state = self.milvus.state(base)
+        if state is not None and state[1] > latest:
+            log.warning(
+                "Milvus %s claims seq %d, past the store's %d: not trusted, rebuilding",
+                key,
+                state[1],
+                latest,
+            )
+            self.milvus.drop_generations(base)
+            return None
+        return state
 
-        One claiming a seq past `latest` was not written from this store as it is now (a
-        database restored from an older backup): it is dropped, and rebuilt when searched.
+    def _sync(self, account_id: int, key: CollectionKey) -> Known:
+        """Under the account's sync lock: bring the collection's Milvus copy up to the log, or
+        build it from the store when Milvus lacks it, the log can no longer bring it up to
+        date (pruned rows), or the log dropped it (the faceset or group was deleted, and on
+        SQLite its id may come back).
+
+        Only this collection's rows are read and only it is asked of Milvus: the account's
+        other collections catch up when they are searched, so a sync costs the same in an
+        account of one collection or of thousands. (Deleted collections, which are never
+        searched again, are dropped from Milvus by `sweep`.)
         """
-        prefix = account_prefix(self.store, self.model, account_id)
-        found: dict[CollectionKey, tuple[str, int]] = {}
-        for name in self.milvus.names():
-            parsed = parse_generation(prefix, name)
-            if parsed is None:
-                continue
-            key = CollectionKey(Kind(parsed[0]), parsed[1])
-            if key in found:
-                continue
-            state = self.milvus.state(self._base(account_id, key))
-            if state is None:
-                continue
-            if state[1] > latest:
-                log.warning(
-                    "Milvus %s claims seq %d, past the store's %d: not trusted, rebuilding",
-                    key,
-                    state[1],
-                    latest,
-                )
-                self.milvus.drop_generations(self._base(account_id, key))
-                self._known.pop((account_id, key), None)
-                continue
-            found[key] = state
-        return found
-
-    def _sync(self, account_id: int, wanted: CollectionKey) -> Known:
-        """Under the account's sync lock: bring its Milvus collections up to the log, and
-        build `wanted` from the store if Milvus lacks it."""
         with sync_session(account_id) as db:
             latest = latest_seq(db, account_id)
-            positions = self._positions(account_id, latest)
-            for key, (name, _) in positions.items():
-                if (account_id, key) not in self._known:  # first sight since a restart
+            previous = self._known.get((account_id, key))
+            state = self._trusted_state(account_id, key, latest)
+            outcome, count, changed = "current", None, False
+            if state is not None:
+                name, seq = state
+                if previous is None:  # first sight since a restart (Milvus may hold it released)
                     self.milvus.load(name)
-            counted: set[CollectionKey] = set()  # collections whose size this sync changed
-            counts: dict[CollectionKey, int] = {}
-            outcome = "current"
-            if positions:
-                after = min(seq for _, seq in positions.values())
-                replay = read_changes(
-                    db, account_id, after, {key: seq for key, (_, seq) in positions.items()}
-                )
-                if replay.batches or replay.outdated:
-                    outcome = "replayed"
-                for key in self._apply(db, account_id, positions, replay.batches):
-                    self.milvus.mark(positions[key][0], max(latest, replay.last))
-                    counted.add(key)
-                for key in replay.outdated & positions.keys():
+                replay = read_changes(db, account_id, seq, {key: seq}, only=key)
+                if key in replay.outdated:
                     log.warning("Milvus %s predates the pruned log: rebuilding", key)
-                    name, counts[key] = self._build(db, account_id, key, latest)
-                    positions[key] = (name, latest)
-            if wanted not in positions:
-                name, counts[wanted] = self._build(db, account_id, wanted, latest)
-                positions[wanted] = (name, latest)
+                    state = None
+                elif any(batch.op == ChangeOp.DROP for batch in replay.batches):
+                    state = None
+                elif replay.batches:
+                    target = _Generation(self.milvus, name)
+                    for batch in replay.batches:
+                        apply_membership(db, self.model, target, batch.op, batch.face_ids)
+                        metrics.MILVUS_SYNC_ROWS.inc(len(batch.face_ids))
+                    self.milvus.mark(name, latest)
+                    outcome, changed = "replayed", True
+            if state is None:
+                name, count = self._build(db, account_id, key, latest)
                 outcome = "built"
             ts = self.milvus.tick()  # after every write of this sync, and of earlier ones
-            for key in counted:
-                counts[key] = self.milvus.count(positions[key][0], ts)
-            for key, (name, _) in positions.items():
-                previous = self._known.get((account_id, key))
-                count = counts.get(key, previous.count if previous else None)
-                if key == wanted and count is None:
-                    count = self.milvus.count(name, ts)
-                self._known[(account_id, key)] = Known(name, latest, count, ts)
+            if count is None:
+                unchanged = previous is not None and previous.name == name and not changed
+                count = previous.count if unchanged else self.milvus.count(name, ts)
+            known = self._known[(account_id, key)] = Known(name, latest, count, ts)
         metrics.MILVUS_SYNCS.labels(outcome).inc()
-        return self._known[(account_id, wanted)]
+        return known
 
-    def _apply(
-        self,
-        db: Session,
-        account_id: int,
-        positions: dict[CollectionKey, tuple[str, int]],
-        batches: list[Batch],
-    ) -> set[CollectionKey]:
-        """Apply the batches in log order; returns the collections changed. A `drop` drops the
-        collection from Milvus (and from `positions`): rebuilt if it is ever searched again."""
-        changed: set[CollectionKey] = set()
-        for batch in batches:
-            key = batch.key
-            if key not in positions:
-                continue  # dropped earlier in this replay
-            if batch.op == ChangeOp.DROP:
-                self.milvus.drop_generations(self._base(account_id, key))
-                self._known.pop((account_id, key), None)
-                del positions[key]
-                changed.discard(key)
-                continue
-            target = _Generation(self.milvus, positions[key][0])
-            apply_membership(db, self.model, target, batch.op, batch.face_ids)
-            metrics.MILVUS_SYNC_ROWS.inc(len(batch.face_ids))
-            changed.add(key)
-        return changed
+    def sweep(self, db: Session) -> int:
+        """Drop the Milvus copies of the facesets and groups deleted from the store (a sync
+        brings up only the collection searched, and a deleted one is never searched again);
+        returns how many were dropped."""
+        found: dict[int, set[CollectionKey]] = {}
+        with self._unavailable(self.milvus.uri):
+            for name in self.milvus.names():
+                parsed = parse_account_generation(self.store, self.model, name)
+                if parsed is not None:
+                    account_id, kind, row_id = parsed
+                    found.setdefault(account_id, set()).add(CollectionKey(Kind(kind), row_id))
+            dropped = 0
+            for account_id, keys in found.items():
+                kept = {key for key, _ in collections_of(db, account_id)}
+                for key in keys - kept:
+                    self.milvus.drop_generations(self._base(account_id, key))
+                    self._known.pop((account_id, key), None)
+                    dropped += 1
+        if dropped:
+            log.info("dropped the Milvus copies of %d deleted collection(s)", dropped)
+        return dropped
 
     def _build(
         self, db: Session, account_id: int, key: CollectionKey, latest: int

@@ -50,4 +50,9 @@ class Registry(Protocol):
         to rows of another store); it is built afresh at its next search. True if any was."""
         ...
 
+    def sweep(self, db: Session) -> int:
+        """Let go of the copies of collections deleted from the store that the log's replays
+        will not reach; returns how many. Run by the upkeep, in every worker."""
+        ...
+
     def stats(self, db: Session) -> IndexStats: ...

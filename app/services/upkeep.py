@@ -1,4 +1,5 @@
-"""Background upkeep in every worker: task heartbeats and sweeps, expiry purges, log pruning.
+"""Background upkeep in every worker: task heartbeats and sweeps, expiry purges, log pruning,
+the vector backend's copies of deleted collections.
 
 Each job is idempotent, so several workers running them at once only repeat harmless deletes.
 """
@@ -180,6 +181,8 @@ class Upkeep:
                     started, full = datetime.now(UTC), time.monotonic() >= next_full_purge
                     purge_expired(since=None if full else purged_until)
                     prune_change_log()
+                    with session_scope() as db:
+                        get_registry().sweep(db)
                     purged_until, last_purge = started, time.monotonic()
                     if full:
                         next_full_purge = last_purge + FULL_PURGE_EVERY_S
