@@ -74,6 +74,7 @@ class Settings:
     attractive: bool
     fetch_timeout_s: float
     inference_slots: int
+    inference_batch: int  # most rows one shared model call takes (1: no batching)
     fetch_slots: int
     matching_slots: int
     body_timeout_s: float
@@ -119,7 +120,8 @@ class Settings:
             log_level=_env("LOG_LEVEL", "info"),
             attractive=_env_bool("ATTRACTIVE", True),
             fetch_timeout_s=float(_env("FETCH_TIMEOUT", "5")),
-            inference_slots=_env_int("INFERENCE_SLOTS", 2),
+            inference_slots=_env_int("INFERENCE_SLOTS", 4),
+            inference_batch=_env_int("INFERENCE_BATCH", 8),
             fetch_slots=_env_int("FETCH_SLOTS", 8),
             matching_slots=_env_int("MATCHING_SLOTS", 4),
             body_timeout_s=float(_env("BODY_TIMEOUT", "60")),

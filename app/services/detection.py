@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -23,7 +24,8 @@ from app.vision.thumbnail import face_thumbnail
 ID_LIFETIME = timedelta(days=5)
 ROTATE_NAMES = {90: "cw90", 180: "cw180", 270: "cw270"}
 
-# The models already use every core, so analyses run one at a time. Measured on the 2-core box
+# Without batching (FACESRV_INFERENCE_BATCH=1): the models already use every core, so analyses
+# run one at a time. Measured on the 2-core box
 # (100 CelebA photos, 4 client threads in-process, 11 interleaved rounds under a load of 4.5-6
 # from other work): this lock 26.6-27.8 img/s median (best 32.2), a 2-slot semaphore 28.7-29.9
 # (best 34.1), the semaphore with 1 intra-op thread per session 20.9-28.7 (best 32.6); within
@@ -35,7 +37,10 @@ _inference_lock = threading.Lock()
 def get_analyzer() -> FaceAnalyzer:
     settings = get_settings()
     return FaceAnalyzer.load(
-        settings.model_manifest, settings.models_dir, attractive=settings.attractive
+        settings.model_manifest,
+        settings.models_dir,
+        batch=settings.inference_batch,
+        attractive=settings.attractive,
     )
 
 
@@ -84,7 +89,9 @@ def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool)
     decoded = decode_image(data)
     rgb, turned = decoded.rgb, 0
     analyzer = get_analyzer()
-    with _inference_lock:
+    # Batching sessions run each model one call at a time themselves, and need the analyses
+    # to meet at their models.
+    with _inference_lock if get_settings().inference_batch <= 1 else nullcontext():
         if auto_rotate:
             turned = analyzer.upright_rotation(rgb)
             if turned:

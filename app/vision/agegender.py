@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from app.vision.geometry import similarity_transform, warp_affine
-from app.vision.runtime import TimedSession, create_session
+from app.vision.runtime import Session, create_session
 
 # SCRFD keypoint order (left eye, right eye, nose, left mouth, right mouth) on dlib's unit square.
 DLIB_CHIP_TEMPLATE = [
@@ -28,7 +28,7 @@ DLIB_CHIP_TEMPLATE = [
 class ChipClassifier:
     """Shared chip extraction and preprocessing; subclasses turn probabilities into a value."""
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [122.782, 117.001, 104.298]), np.float32)
@@ -42,8 +42,10 @@ class ChipClassifier:
         self.template = (template + padding) / (1 + 2 * padding) * self.input_size
 
     @classmethod
-    def load(cls, path: Path, options: dict[str, Any], threads: int | None = None) -> Self:
-        return cls(create_session(path, threads), options)
+    def load(
+        cls, path: Path, options: dict[str, Any], threads: int | None = None, batch: int = 1
+    ) -> Self:
+        return cls(create_session(path, threads, batch), options)
 
     def chips(self, image: Image.Image, kps: np.ndarray) -> np.ndarray:
         """uint8 RGB chips (N, size, size, 3); antialiased like dlib's pyramid-downsampled chips."""
@@ -69,7 +71,7 @@ class ChipClassifier:
 class AgeEstimator(ChipClassifier):
     """Age in years as the expectation over the network's 81 age bins."""
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         super().__init__(session, options)
         self.bins = np.asarray(options.get("bin_values", [0.25, *range(1, 81)]), np.float32)
 
@@ -83,7 +85,7 @@ class AgeEstimator(ChipClassifier):
 class GenderClassifier(ChipClassifier):
     """Probability that the face is male (the graph outputs female, male)."""
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         super().__init__(session, options)
         self.male_index = list(options.get("labels", ["female", "male"])).index("male")
 

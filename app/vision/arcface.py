@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from app.vision.geometry import similarity_transform, warp_affine
-from app.vision.runtime import TimedSession, create_session
+from app.vision.runtime import Session, create_session
 
 # InsightFace's reference positions of eyes, nose tip and mouth corners in a 112x112 crop.
 ARCFACE_TEMPLATE = [
@@ -27,7 +27,7 @@ class ArcFace:
     The graph declares batch 1 but runs any batch; batching 8 crops saves ~25% per face on CPU.
     """
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [127.5] * 3), np.float32)
@@ -40,8 +40,10 @@ class ArcFace:
         self.template = template * self.input_size / 112.0
 
     @classmethod
-    def load(cls, path: Path, options: dict[str, Any], threads: int | None = None) -> ArcFace:
-        return cls(create_session(path, threads), options)
+    def load(
+        cls, path: Path, options: dict[str, Any], threads: int | None = None, batch: int = 1
+    ) -> ArcFace:
+        return cls(create_session(path, threads, batch), options)
 
     def alignment(self, kps: np.ndarray) -> np.ndarray:
         """Image -> crop similarity transform for one face's 5 keypoints."""

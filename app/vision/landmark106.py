@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from app.vision.geometry import apply_affine, invert_affine, scale_translate, warp_affine
-from app.vision.runtime import TimedSession, create_session
+from app.vision.runtime import Session, create_session
 
 
 class Landmark106:
@@ -18,7 +18,7 @@ class Landmark106:
     The crop depends on the box, not on keypoints: that is how the model was trained.
     """
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         self.mean = np.asarray(options.get("mean", [0.0] * 3), np.float32)
@@ -30,8 +30,10 @@ class Landmark106:
         self.batch_size = int(options.get("batch_size", 8))
 
     @classmethod
-    def load(cls, path: Path, options: dict[str, Any], threads: int | None = None) -> Landmark106:
-        return cls(create_session(path, threads), options)
+    def load(
+        cls, path: Path, options: dict[str, Any], threads: int | None = None, batch: int = 1
+    ) -> Landmark106:
+        return cls(create_session(path, threads, batch), options)
 
     def crop_transform(self, box: np.ndarray) -> np.ndarray:
         centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)

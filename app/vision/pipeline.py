@@ -100,9 +100,11 @@ class FaceAnalyzer:
         models_dir: Path,
         *,
         threads: int | None = None,
+        batch: int = 1,
         attractive: bool = True,
     ) -> FaceAnalyzer:
-        """Verify the installed files against the manifest, then open one session per model."""
+        """Verify the installed files against the manifest, then open one session per model
+        (with `batch` > 1, one whose concurrent runs share calls: app.vision.batching)."""
         problems = check_models(manifest_path, models_dir)
         if problems:
             raise ModelsNotInstalled(Path(models_dir), problems)
@@ -114,12 +116,12 @@ class FaceAnalyzer:
 
         return cls(
             manifest,
-            SCRFD.load(path("detection"), specs["detection"].options, threads),
-            ArcFace.load(path("recognition"), specs["recognition"].options, threads),
-            Landmark106.load(path("landmarks106"), specs["landmarks106"].options, threads),
-            AgeEstimator.load(path("age"), specs["age"].options, threads),
-            GenderClassifier.load(path("gender"), specs["gender"].options, threads),
-            ExpressionClassifier.load(path("emotion"), specs["emotion"].options, threads),
+            SCRFD.load(path("detection"), specs["detection"].options, threads, batch),
+            ArcFace.load(path("recognition"), specs["recognition"].options, threads, batch),
+            Landmark106.load(path("landmarks106"), specs["landmarks106"].options, threads, batch),
+            AgeEstimator.load(path("age"), specs["age"].options, threads, batch),
+            GenderClassifier.load(path("gender"), specs["gender"].options, threads, batch),
+            ExpressionClassifier.load(path("emotion"), specs["emotion"].options, threads, batch),
             attractive=attractive,
         )
 

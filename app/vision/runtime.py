@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import onnxruntime as ort
 
 from app import metrics
+from app.vision.batching import BatchingSession
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -27,6 +28,14 @@ def default_threads() -> int:
 def providers() -> list[str]:
     """CUDA first when this onnxruntime build has it (onnxruntime-gpu), CPU always as fallback."""
     return [_CUDA, _CPU] if _CUDA in ort.get_available_providers() else [_CPU]
+
+
+class Session(Protocol):
+    """What the model classes use of a session: a TimedSession, or one that batches it."""
+
+    def run(self, output_names: list[str] | None, feed: dict[str, Any]) -> list[Any]: ...
+
+    def get_inputs(self) -> list[Any]: ...
 
 
 class TimedSession:
@@ -47,7 +56,9 @@ class TimedSession:
         return getattr(self._session, name)
 
 
-def create_session(path: Path, threads: int | None = None) -> TimedSession:
+def create_session(path: Path, threads: int | None = None, batch: int = 1) -> Session:
+    """The model's session; with `batch` > 1, concurrent runs share calls of up to that many
+    rows (app.vision.batching)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
@@ -57,4 +68,5 @@ def create_session(path: Path, threads: int | None = None) -> TimedSession:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers())
-    return TimedSession(session, Path(path).stem)
+    timed = TimedSession(session, Path(path).stem)
+    return BatchingSession(timed, batch) if batch > 1 else timed

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from app.vision.geometry import nms
-from app.vision.runtime import TimedSession, create_session
+from app.vision.runtime import Session, create_session
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Detections:
 class SCRFD:
     """Runs one SCRFD graph: letterbox resize, forward, anchor decode, NMS."""
 
-    def __init__(self, session: TimedSession, options: dict[str, Any]) -> None:
+    def __init__(self, session: Session, options: dict[str, Any]) -> None:
         self.session = session
         self.input_name = session.get_inputs()[0].name
         # Shaped to broadcast over a (1, 3, H, W) blob, in the model's channel order.
@@ -61,8 +61,10 @@ class SCRFD:
         self._centres: dict[tuple[int, int, int], np.ndarray] = {}
 
     @classmethod
-    def load(cls, path: Path, options: dict[str, Any], threads: int | None = None) -> SCRFD:
-        return cls(create_session(path, threads), options)
+    def load(
+        cls, path: Path, options: dict[str, Any], threads: int | None = None, batch: int = 1
+    ) -> SCRFD:
+        return cls(create_session(path, threads, batch), options)
 
     def pass_sizes(self, width: int, height: int) -> tuple[int, ...]:
         """Input sizes of the passes for an image: fine (at most native size) and coarse.
