@@ -89,9 +89,7 @@ def analyse(data: bytes, *, attributes: bool, emotions: bool, auto_rotate: bool)
     decoded = decode_image(data)
     rgb, turned = decoded.rgb, 0
     analyzer = get_analyzer()
-    # Batching sessions run each model one call at a time themselves, and need the analyses
-    # to meet at their models.
-    with _inference_lock if get_settings().inference_batch <= 1 else nullcontext():
+    with nullcontext() if analyzer.shares_calls else _inference_lock:
         if auto_rotate:
             turned = analyzer.upright_rotation(rgb)
             if turned:

@@ -79,8 +79,12 @@ class FaceAnalyzer:
         expression: ExpressionClassifier,
         *,
         attractive: bool = True,
+        shares_calls: bool = False,
     ) -> None:
         self.manifest = manifest
+        # Its sessions batch across requests (app.vision.batching): each model then runs one
+        # call at a time itself, and concurrent analyses must be let in to meet at the models.
+        self.shares_calls = shares_calls
         self.detector = detector
         self.recognizer = recognizer
         self.landmarker = landmarker
@@ -123,6 +127,7 @@ class FaceAnalyzer:
             GenderClassifier.load(path("gender"), specs["gender"].options, threads, batch),
             ExpressionClassifier.load(path("emotion"), specs["emotion"].options, threads, batch),
             attractive=attractive,
+            shares_calls=batch > 1,
         )
 
     def detect(self, rgb: np.ndarray) -> Detections:
